@@ -1,0 +1,1 @@
+"""One module per `jen1` subcommand; `common` holds what they share."""

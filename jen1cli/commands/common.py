@@ -1,0 +1,218 @@
+"""What every command shares: options, error reporting, progress bars, model loading, outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from jen1cli.progress import ProgressCallback, no_progress
+
+
+class BadInput(ValueError):
+    """A problem with what the user asked for: reported in one line, exit code 2."""
+
+
+def bad_input_types() -> tuple[type[BaseException], ...]:
+    """Every error class that means "fix your input" rather than "jen1 has a bug"."""
+    from jen1cli.audio import AudioError
+    from jen1cli.model import ModelNotFoundError
+
+    types: list[type[BaseException]] = [BadInput, AudioError, ModelNotFoundError]
+    try:
+        from jen1cli.training.data import DatasetError
+
+        types.append(DatasetError)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+def report_and_exit(err: BaseException) -> None:
+    """Print one line: exit 2 for bad input, 1 for anything else; JEN1_DEBUG=1 re-raises."""
+    if os.environ.get("JEN1_DEBUG") == "1":
+        raise err
+    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if isinstance(err, bad_input_types()):
+        typer.echo(f"jen1: error: {message}", err=True)
+        raise SystemExit(2)
+    typer.echo(
+        f"jen1: internal error: {type(err).__name__}: {message} (set JEN1_DEBUG=1 for a traceback)",
+        err=True,
+    )
+    raise SystemExit(1)
+
+
+# --- shared options (Annotated aliases, so every command spells them the same way) ----------------
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model", "-m", help="Model folder or Hugging Face repo id [default: the bundled model]."
+    ),
+]
+SeedOpt = Annotated[
+    int | None, typer.Option("--seed", help="Random seed [default: a random one, recorded].")
+]
+StepsOpt = Annotated[
+    int | None,
+    typer.Option("--steps", min=1, max=1000, help="Diffusion steps [default: the model's]."),
+]
+CfgOpt = Annotated[
+    float | None,
+    typer.Option("--cfg", min=0.0, max=30.0, help="Guidance scale [default: the model's]."),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option("--scheduler", help="Sampler: dpmsolver++, ddim or euler [default: the model's]."),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
+LufsOpt = Annotated[
+    float, typer.Option("--lufs", min=-70.0, max=0.0, help="Target integrated loudness (LUFS).")
+]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Output file.", dir_okay=False)
+]
+PromptOpt = Annotated[str, typer.Option("--prompt", "-p", help="Text describing the music.")]
+
+
+# Decoding keeps a whole clip's activations in memory; past this a laptop's RAM runs out.
+MAX_SECONDS = 300.0
+
+
+def check_duration(seconds: float, what: str) -> None:
+    """Refuse zero, negative, non-finite or memory-busting durations before any work."""
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise BadInput(f"{what} must be a positive number of seconds, got {seconds:g}")
+    if seconds > MAX_SECONDS:
+        raise BadInput(
+            f"{what} asks for {seconds:g} s of audio; one run makes at most {MAX_SECONDS:g} s "
+            "(memory): make longer pieces in parts with `jen1 continue`"
+        )
+
+
+def resolve_device(device: str) -> str:
+    """Turn ``auto`` into the best available device; refuse one this machine lacks."""
+    import torch
+
+    device = device.lower()
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device not in ("cpu", "cuda", "mps"):
+        raise BadInput(f"unknown --device '{device}': use auto, cpu, cuda or mps")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BadInput(
+            "--device cuda asked for, but no CUDA GPU is visible: use --device cpu or auto"
+        )
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise BadInput("--device mps asked for, but MPS is not available: use --device cpu or auto")
+    return device
+
+
+def check_scheduler(name: str | None) -> None:
+    """Refuse an unknown sampler name before any model is loaded."""
+    from jen1cli.diffusion.schedule import SCHEDULERS
+
+    if name is not None and name not in SCHEDULERS:
+        raise BadInput(f"unknown --scheduler '{name}': choose one of {', '.join(SCHEDULERS)}")
+
+
+def default_model() -> str:
+    """The bundled model folder (a clone's models/ or the installed copy), or $JEN1_MODEL."""
+    if env := os.environ.get("JEN1_MODEL"):
+        return env
+    here = Path(__file__).resolve().parents[2] / "models" / "jen1-demo"
+    installed = Path(sys.prefix) / "share" / "jen1" / "models" / "jen1-demo"
+    for candidate in (here, installed):
+        if (candidate / "config.json").is_file():
+            return str(candidate)
+    raise BadInput(
+        "no bundled model found: pass --model with a model folder or Hugging Face repo id"
+    )
+
+
+def load_pipeline(model: str | None, device: str):
+    """Load the pipeline for ``--model`` on ``--device`` (offline once the model is cached)."""
+    from transformers.utils import logging as hf_logging
+
+    from jen1cli.pipeline import Jen1Pipeline
+
+    # Our own progress bars speak for the work; transformers' weight-loading bar would be noise.
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    name = model or default_model()
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    return Jen1Pipeline.from_pretrained(name, device=device, local_files_only=offline)
+
+
+def check_output(path: Path, overwrite: bool) -> Path:
+    """Before any work, refuse an existing output (without --overwrite) or an unusable folder."""
+    path = path.expanduser()
+    if path.exists() and path.is_dir():
+        raise BadInput(f"output {path} is a folder: give a file name, e.g. {path / 'out.wav'}")
+    if path.exists() and not overwrite:
+        raise BadInput(
+            f"{path} already exists: pass --overwrite to replace it, or choose another -o"
+        )
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise BadInput(f"output folder {folder} does not exist: create it first")
+    if not os.access(folder, os.W_OK):
+        raise BadInput(f"output folder {folder} is not writable: choose another -o")
+    return path
+
+
+def slug(text: str, limit: int = 48) -> str:
+    """A file-name-safe short form of a prompt."""
+    words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return words[:limit].rstrip("-") or "jen1"
+
+
+def write_sidecar(audio_path: Path, record: dict[str, Any], overwrite: bool = True) -> Path:
+    """Write ``<audio>.json`` beside an output with how it was made (atomically)."""
+    from jen1cli.audio import atomic_write
+
+    path = audio_path.with_suffix(audio_path.suffix + ".json")
+    text = json.dumps(record, indent=2) + "\n"
+    return atomic_write(path, lambda tmp: tmp.write_text(text), overwrite=overwrite)
+
+
+@contextmanager
+def progress_bars(quiet: bool) -> Iterator[ProgressCallback]:
+    """A rich progress callback on stderr (stdout stays clean for the written paths)."""
+    if quiet:
+        yield no_progress
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    labels = {"denoise": "Denoising", "decode": "Decoding", "encode": "Encoding"}
+    with Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    ) as progress:
+        tasks: dict[str, int] = {}
+
+        def callback(stage: str, done: int, total: int) -> None:
+            if stage not in tasks or (done == 0 and progress.tasks[tasks[stage]].finished):
+                tasks[stage] = progress.add_task(labels.get(stage, stage.capitalize()), total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        yield callback

@@ -1,0 +1,195 @@
+"""`jen1 inpaint` and `jen1 continue`: regenerate spans of a recording, or extend it."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jen1cli import __version__
+from jen1cli.commands.common import (
+    BadInput,
+    CfgOpt,
+    DeviceOpt,
+    ModelOpt,
+    OutputOpt,
+    OverwriteOpt,
+    PromptOpt,
+    QuietOpt,
+    SchedulerOpt,
+    SeedOpt,
+    StepsOpt,
+    check_duration,
+    check_output,
+    check_scheduler,
+    load_pipeline,
+    progress_bars,
+    resolve_device,
+    write_sidecar,
+)
+
+InputArg = Annotated[
+    Path, typer.Argument(help="Audio file (WAV, FLAC, OGG…; any rate, mono or stereo).")
+]
+_SPAN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*-\s*(\d+(?:\.\d*)?|\.\d+)\s*$")
+
+
+def parse_span(text: str) -> tuple[float, float]:
+    """``"4.0-6.5"`` -> (4.0, 6.5) seconds; anything else is a BadInput showing the right form."""
+    match = _SPAN.match(text)
+    if not match:
+        raise BadInput(
+            f"--mask '{text}' is not a span: write START-END in seconds, e.g. --mask 4.0-6.5"
+        )
+    start, end = float(match[1]), float(match[2])
+    if end <= start:
+        raise BadInput(
+            f"--mask '{text}' ends before it starts: write START-END with START < END, e.g. 4-6"
+        )
+    return start, end
+
+
+def merge_spans(spans: list[tuple[float, float]]) -> tuple[list[tuple[float, float]], bool]:
+    """Sort and merge overlapping spans; also say whether any were merged."""
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged, len(merged) < len(spans)
+
+
+def _sampling(steps, cfg, scheduler, seed):
+    from jen1cli.pipeline import SamplingOptions
+
+    seed = random.randrange(2**31) if seed is None else seed
+    return SamplingOptions(steps=steps, guidance_scale=cfg, scheduler=scheduler, seed=seed)
+
+
+def _record(pipe, options, **fields) -> dict:
+    diffusion = pipe.config.diffusion
+    return {
+        **fields,
+        "seed": options.seed,
+        "steps": options.steps or diffusion.num_inference_steps,
+        "guidance_scale": diffusion.guidance_scale
+        if options.guidance_scale is None
+        else options.guidance_scale,
+        "scheduler": options.scheduler or diffusion.scheduler,
+        "model": pipe.model.source,
+        "jen1_version": __version__,
+    }
+
+
+def _load(path: Path, sample_rate: int):
+    from jen1cli.audio import load_audio
+
+    audio, info = load_audio(path, sample_rate=sample_rate, channels=2)
+    if info.note:
+        typer.echo(f"jen1: note: {path.name}: {info.note}", err=True)
+    return audio, info
+
+
+def inpaint(
+    input: InputArg,
+    mask: Annotated[
+        list[str],
+        typer.Option("--mask", help="Span to regenerate, START-END in seconds; repeatable."),
+    ],
+    prompt: PromptOpt = "",
+    output: OutputOpt = None,
+    model: ModelOpt = None,
+    seed: SeedOpt = None,
+    steps: StepsOpt = None,
+    cfg: CfgOpt = None,
+    scheduler: SchedulerOpt = None,
+    device: DeviceOpt = "auto",
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Regenerate time spans of a recording; everything outside them stays as it was.
+
+    Example: jen1 inpaint song.wav --mask 4.0-6.5 --prompt "piano solo" -o fixed.wav
+    """
+    from jen1cli.audio import audio_info, save_audio
+
+    spans, merged = merge_spans([parse_span(m) for m in mask])
+    check_scheduler(scheduler)
+    info = audio_info(input)
+    for start, end in spans:
+        if end > info.duration_s + 1e-6:
+            raise BadInput(
+                f"--mask {start:g}-{end:g} ends after the audio ({info.duration_s:.2f} s): "
+                "keep every span inside the recording"
+            )
+    if merged:
+        typer.echo(
+            f"jen1: note: overlapping --mask spans merged into {_spans_text(spans)}", err=True
+        )
+    output = check_output(output or input.with_name(f"{input.stem}.inpainted.wav"), overwrite)
+    device = resolve_device(device)
+    pipe = load_pipeline(model, device)
+    window = pipe.config.window_seconds
+    if any(end - start > window for start, end in spans):
+        raise BadInput(
+            f"a --mask span is longer than the model's {window:g} s window: "
+            "split it into shorter spans"
+        )
+    audio, _ = _load(input, pipe.sample_rate)
+    options = _sampling(steps, cfg, scheduler, seed)
+    with progress_bars(quiet) as callback:
+        result = pipe.inpaint(audio, spans, prompt, options, callback)
+    save_audio(output, result, pipe.sample_rate, overwrite=overwrite)
+    write_sidecar(
+        output, _record(pipe, options, task="inpaint", input=str(input), prompt=prompt, spans=spans)
+    )
+    typer.echo(str(output))
+
+
+def continue_(
+    input: InputArg,
+    seconds: Annotated[
+        float, typer.Option("--seconds", "-s", help="Seconds of new music to add.")
+    ] = 10.0,
+    prompt: PromptOpt = "",
+    output: OutputOpt = None,
+    model: ModelOpt = None,
+    seed: SeedOpt = None,
+    steps: StepsOpt = None,
+    cfg: CfgOpt = None,
+    scheduler: SchedulerOpt = None,
+    device: DeviceOpt = "auto",
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Extend a recording with new music (past the model's window too, window by window).
+
+    Example: jen1 continue intro.wav --seconds 20 --prompt "upbeat funk" -o longer.wav
+    """
+    from jen1cli.audio import audio_info, save_audio
+
+    check_duration(seconds, "--seconds")
+    check_scheduler(scheduler)
+    info = audio_info(input)
+    check_duration(info.duration_s + seconds, "the input plus --seconds")
+    output = check_output(output or input.with_name(f"{input.stem}.continued.wav"), overwrite)
+    device = resolve_device(device)
+    pipe = load_pipeline(model, device)
+    audio, _ = _load(input, pipe.sample_rate)
+    options = _sampling(steps, cfg, scheduler, seed)
+    with progress_bars(quiet) as callback:
+        result = pipe.continue_(audio, seconds, prompt, options, callback)
+    save_audio(output, result, pipe.sample_rate, overwrite=overwrite)
+    write_sidecar(
+        output,
+        _record(pipe, options, task="continue", input=str(input), prompt=prompt, seconds=seconds),
+    )
+    typer.echo(str(output))
+
+
+def _spans_text(spans: list[tuple[float, float]]) -> str:
+    return ", ".join(f"{s:g}-{e:g}" for s, e in spans)

@@ -1,0 +1,98 @@
+"""`jen1 generate`: text to loudness-normalised 48 kHz stereo WAV files."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jen1cli import __version__
+from jen1cli.commands.common import (
+    BadInput,
+    CfgOpt,
+    DeviceOpt,
+    LufsOpt,
+    ModelOpt,
+    OutputOpt,
+    OverwriteOpt,
+    QuietOpt,
+    SchedulerOpt,
+    SeedOpt,
+    StepsOpt,
+    check_duration,
+    check_output,
+    check_scheduler,
+    load_pipeline,
+    progress_bars,
+    resolve_device,
+    slug,
+    write_sidecar,
+)
+
+
+def output_paths(output: Path | None, prompt: str, count: int) -> list[Path]:
+    """``out.wav`` for one clip; ``out-1.wav`` … ``out-N.wav`` for variations."""
+    base = output or Path(f"{slug(prompt)}.wav")
+    if base.suffix.lower() not in (".wav", ".flac", ".ogg"):
+        raise BadInput(f"output {base} must end in .wav, .flac or .ogg")
+    if count == 1:
+        return [base]
+    return [base.with_name(f"{base.stem}-{i}{base.suffix}") for i in range(1, count + 1)]
+
+
+def generate(
+    prompt: Annotated[str, typer.Argument(help="Text describing the music.")],
+    duration: Annotated[float, typer.Option("--duration", "-d", help="Seconds of audio.")] = 10.0,
+    output: OutputOpt = None,
+    num: Annotated[
+        int, typer.Option("--num", "-n", min=1, max=16, help="Variations, made in one batch.")
+    ] = 1,
+    model: ModelOpt = None,
+    seed: SeedOpt = None,
+    steps: StepsOpt = None,
+    cfg: CfgOpt = None,
+    scheduler: SchedulerOpt = None,
+    device: DeviceOpt = "auto",
+    lufs: LufsOpt = -14.0,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Make music from a text prompt.
+
+    Example: jen1 generate "ambient synth pad" -d 10 -o pad.wav
+    """
+    from jen1cli.audio import loudness_normalize, remove_dc, save_audio
+    from jen1cli.pipeline import SamplingOptions
+
+    check_duration(duration * num, "--duration × --num")
+    check_scheduler(scheduler)
+    paths = [check_output(p, overwrite) for p in output_paths(output, prompt, num)]
+    device = resolve_device(device)
+    seed = random.randrange(2**31) if seed is None else seed
+
+    pipe = load_pipeline(model, device)
+    options = SamplingOptions(steps=steps, guidance_scale=cfg, scheduler=scheduler, seed=seed)
+    with progress_bars(quiet) as callback:
+        audio = pipe.generate([prompt] * num, duration, options, callback).cpu()
+    diffusion = pipe.config.diffusion
+    for index, (path, clip) in enumerate(zip(paths, audio, strict=True)):
+        clip = loudness_normalize(remove_dc(clip, pipe.sample_rate), pipe.sample_rate, lufs)
+        save_audio(path, clip, pipe.sample_rate, overwrite=overwrite)
+        write_sidecar(
+            path,
+            {
+                "prompt": prompt,
+                "seed": seed,
+                "variation": index,
+                "duration_s": duration,
+                "steps": steps or diffusion.num_inference_steps,
+                "guidance_scale": diffusion.guidance_scale if cfg is None else cfg,
+                "scheduler": scheduler or diffusion.scheduler,
+                "lufs": lufs,
+                "model": pipe.model.source,
+                "jen1_version": __version__,
+            },
+        )
+        typer.echo(str(path))

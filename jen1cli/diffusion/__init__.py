@@ -1,0 +1,1 @@
+"""Diffusion: noise schedule, task masks, the multi-task objective and guided sampling."""

@@ -1,0 +1,178 @@
+"""A whole JEN-1 model as a folder: config.json + one safetensors file per part (never pickle)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from jen1cli.config import Jen1Config
+from jen1cli.modules.autoencoder import Autoencoder
+from jen1cli.modules.text_encoder import TextEncoder
+from jen1cli.modules.unet import OmniUNet1d
+from jen1cli.modules.whitener import Whitener
+
+CONFIG_NAME = "config.json"
+WEIGHT_FILES = {
+    "autoencoder": "autoencoder.safetensors",
+    "whitener": "whitener.safetensors",
+    "unet": "unet.safetensors",
+}
+# Only these ever come down from the Hub: pickled weights are never fetched, let alone loaded.
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.md", "*.txt", "*.model", "text_encoder/*"]
+
+
+class ModelNotFoundError(ValueError):
+    """The model is neither a local folder nor available from the Hugging Face Hub or its cache."""
+
+
+class Jen1Model(nn.Module):
+    """Autoencoder, whitener, omnidirectional U-Net and frozen text encoder, with their config."""
+
+    def __init__(self, config: Jen1Config, text_encoder: TextEncoder | None = None) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.autoencoder = Autoencoder(config.autoencoder)
+        self.whitener = Whitener(config.whitener)
+        self.unet = OmniUNet1d(config.unet)
+        self.text_encoder = text_encoder
+        # Where the model came from (a folder or a repo id); recorded in generated files' metadata.
+        self.source = config.name
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.autoencoder.hop_length
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Write the model folder atomically (a temp folder renamed into place)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            self.config.save(tmp / CONFIG_NAME)
+            for part, filename in WEIGHT_FILES.items():
+                state = {
+                    k: v.detach().contiguous().cpu()
+                    for k, v in getattr(self, part).state_dict().items()
+                }
+                save_file(state, tmp / filename, metadata={"format": "pt"})
+            if self.text_encoder is not None and _is_relative(
+                self.config.text_encoder.name_or_path
+            ):
+                self.text_encoder.save_pretrained(tmp / self.config.text_encoder.name_or_path)
+            if (path / "README.md").exists():
+                shutil.copy2(path / "README.md", tmp / "README.md")
+            if path.exists():
+                old = path.with_name(f".{path.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                path.rename(old)
+                tmp.rename(path)
+                shutil.rmtree(old)
+            else:
+                tmp.rename(path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        cache_dir: str | None = None,
+        local_files_only: bool = False,
+        load_text_encoder: bool = True,
+    ) -> Jen1Model:
+        """Load a model folder, or a Hugging Face repo id through the standard cache."""
+        folder = resolve_model_folder(name_or_path, revision, cache_dir, local_files_only)
+        config = Jen1Config.load(folder / CONFIG_NAME)
+        text_encoder = None
+        if load_text_encoder:
+            text_encoder = load_text_encoder_for(config, folder, cache_dir, local_files_only)
+        model = cls(config, text_encoder)
+        for part, filename in WEIGHT_FILES.items():
+            getattr(model, part).load_state_dict(load_file(folder / filename), strict=True)
+        model.source = str(name_or_path)
+        return model.eval()
+
+
+def _is_relative(name_or_path: str) -> bool:
+    """A text encoder inside the model folder is named by a relative path (``text_encoder``)."""
+    return not Path(name_or_path).is_absolute() and "/" not in name_or_path
+
+
+def resolve_model_folder(
+    name_or_path: str | os.PathLike,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    local_files_only: bool = False,
+) -> Path:
+    """Return a local folder holding the model: the path itself, or a Hub snapshot in the cache."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / CONFIG_NAME).is_file():
+            raise ModelNotFoundError(
+                f"{path} is a folder but holds no {CONFIG_NAME}: not a jen1 model folder"
+            )
+        return path
+    name = str(name_or_path)
+    if path.exists() or name.count("/") != 1:
+        raise ModelNotFoundError(
+            f"model '{name}' is neither a model folder nor a Hugging Face repo id (owner/name)"
+        )
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        snapshot = snapshot_download(
+            name,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            allow_patterns=HUB_PATTERNS,
+        )
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
+        raise ModelNotFoundError(
+            f"model '{name}' is not in the Hugging Face cache and could not be downloaded "
+            f"({type(err).__name__}); run `jen1 download {name}` with network access, "
+            "or pass --model with a local model folder"
+        ) from err
+    folder = Path(snapshot)
+    if not (folder / CONFIG_NAME).is_file():
+        raise ModelNotFoundError(
+            f"Hugging Face repo '{name}' holds no {CONFIG_NAME}: not a jen1 model"
+        )
+    return folder
+
+
+def load_text_encoder_for(
+    config: Jen1Config, folder: Path, cache_dir: str | None = None, local_files_only: bool = False
+) -> TextEncoder:
+    """Load the text encoder a model config names: from inside the model folder, or by Hub id."""
+    te = config.text_encoder
+    source = folder / te.name_or_path if _is_relative(te.name_or_path) else te.name_or_path
+    return TextEncoder.from_pretrained(
+        str(source),
+        max_length=te.max_length,
+        revision=te.revision,
+        local_files_only=local_files_only,
+        cache_dir=cache_dir,
+    )
+
+
+@torch.no_grad()
+def parameter_count(module: nn.Module) -> int:
+    """Number of parameters (works on the meta device too)."""
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,1 @@
+"""Building blocks of ``jen1 train``: data, losses, STFT discriminator, EMA and LR schedule."""
