@@ -87,7 +87,7 @@ def _tempo_word(bpm: int, rng: random.Random) -> str:
 
 
 def _join(words: list[str]) -> str:
-    """ "a", "a and b", "a, b and c"."""
+    """Join words as "a", "a and b" or "a, b and c"."""
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
@@ -129,17 +129,18 @@ def caption(attrs: dict, style: Style, rng: random.Random) -> str:
             head = ("an " if head[0] in "aeiou" else "a ") + head
         with_ = rng.choice(("with", "featuring")) + " " + _join(insts) if insts else ""
         with_ = ", ".join(p for p in (with_, drumless) if p)
+        body = head + (" " if insts else ", ") + with_ if with_ else head  # "…, no drums"
         in_key = rng.choice(("in {}", "in the key of {}")).format(key) if key else ""
         at_bpm = rng.choice(("at {}", "at a tempo of {}")).format(bpm) if bpm else ""
         if form == 0:  # "a mellow piano ballad in D minor at 72 BPM, with ..."
             parts = [head, in_key, at_bpm]
             text = " ".join(p for p in parts if p) + (", " + with_ if with_ else "")
         elif form == 1:  # "fast energetic rock with distorted guitar and drums, 150 bpm, E minor"
-            text = ", ".join(p for p in (" ".join(p for p in (head, with_) if p), bpm, key) if p)
+            text = ", ".join(p for p in (body, bpm, key) if p)
         else:  # "Key: D minor. Tempo: 72 BPM. A mellow piano ballad with ..."
             labelled = [f"Key: {key}." if key else "", f"Tempo: {bpm}." if bpm else ""]
             rng.shuffle(labelled)
-            sentence = " ".join(p for p in (head, with_) if p) + "."
+            sentence = body + "."
             parts = [sentence[0].upper() + sentence[1:], *labelled]
             text = " ".join(p for p in (parts if rng.random() < 0.5 else parts[::-1]) if p)
     if rng.random() < 0.3:
@@ -151,15 +152,18 @@ def caption(attrs: dict, style: Style, rng: random.Random) -> str:
 
 
 def example_seed(seed: int, split: str, index: int) -> int:
-    """A 63-bit seed per example; train and held-out draw from disjoint streams, so growing
-    --count never moves a composition from one split into the other."""
+    """A 63-bit seed per example, from disjoint streams for train and held-out.
+
+    So growing --count never moves a composition from one split into the other.
+    """
     digest = hashlib.sha256(f"jen1-synth/{seed}/{split}/{index}".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def render(mid_path: Path, wav_path: Path, seconds: float, soundfont: str) -> None:
+def render(mid_path: Path, wav_path: Path, seconds: float, soundfont: str, work: Path) -> None:
     """fluidsynth → float WAV → crop to `seconds`, loudness-normalise, peak-cap, 16-bit WAV."""
-    raw = wav_path.with_name(wav_path.stem + ".raw.wav")
+    # scratch files live in `work`, outside the split folder, so it only ever holds finished clips
+    raw = work / f"{wav_path.stem}.raw.wav"
     # chorus off: fluidsynth's chorus renders FluidR3's synth and pad presets in anti-phase
     # (L/R correlation down to -0.9), which would cancel in any mono mix-down
     cmd = ["fluidsynth", "-ni", "-q", "-C", "0", "-O", "float", "-T", "wav", "-r", str(SAMPLE_RATE),
@@ -176,7 +180,7 @@ def render(mid_path: Path, wav_path: Path, seconds: float, soundfont: str) -> No
     audio *= min(10 ** (TARGET_RMS_DB / 20) / rms, PEAK_CAP / peak)
     fade = round(0.02 * SAMPLE_RATE)  # the clip cuts mid-note: a short fade avoids a click
     audio[-fade:] *= np.linspace(1, 0, fade)[:, None]
-    tmp = wav_path.with_name(wav_path.stem + ".tmp.wav")
+    tmp = work / f"{wav_path.stem}.wav"
     sf.write(tmp, audio.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
     os.replace(tmp, wav_path)  # atomic: a file that exists is complete
 
@@ -199,7 +203,7 @@ def build_one(
     mid = out / "midi" / split / f"{eid}.mid"
     to_midi(song).save(mid)
     t0 = time.perf_counter()
-    render(mid, wav, seconds, soundfont)
+    render(mid, wav, seconds, soundfont, out / ".partial")
     return row, time.perf_counter() - t0
 
 
@@ -210,53 +214,78 @@ def write_metadata(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def build(
-    out: Path, count: int, heldout: int, seconds: float, seed: int, workers: int, soundfont: str
-) -> None:
-    """Build both splits in a process pool with progress; resumes by skipping existing audio."""
-    options = {
-        "seed": seed,
-        "seconds": seconds,
-        "sample_rate": SAMPLE_RATE,
-        "soundfont": Path(soundfont).name,
-    }
+def _take_lock(out: Path) -> Path:
+    """Refuse to build into a folder that another live build is writing."""
+    lock = out / ".lock"
+    if lock.exists():
+        pid = int(lock.read_text().strip() or 0)
+        try:
+            os.kill(pid, 0)  # signal 0: only asks whether the process exists
+        except (ProcessLookupError, ValueError):
+            pass  # a stale lock from an interrupted build
+        else:
+            sys.exit(f"another build (pid {pid}) is writing {out}")
+    lock.write_text(str(os.getpid()))
+    return lock
+
+
+def _build_split(out: Path, split: str, total: int, seed: int, seconds: float, workers: int,
+                 soundfont: str) -> None:  # fmt: skip
+    """Render one split in a process pool, printing progress and writing its metadata."""
+    rows, rendered, render_s, t0 = [], 0, 0.0, time.perf_counter()
+    every = max(1, total // 40)
+    pool = ProcessPoolExecutor(max_workers=workers)
+    try:
+        futures = [
+            pool.submit(build_one, out, split, i, seed, seconds, soundfont) for i in range(total)
+        ]
+        for fut in as_completed(futures):
+            row, secs = fut.result()
+            rows.append(row)
+            rendered += secs > 0
+            render_s += secs
+            done = len(rows)
+            if done % every == 0 or done == total:
+                elapsed = time.perf_counter() - t0
+                per = f"{render_s / rendered:.2f} s/clip render" if rendered else "all existing"
+                print(
+                    f"[{split}] {done}/{total} ({done - rendered} existing) | {per} | "
+                    f"{elapsed:.0f} s elapsed, eta {elapsed / done * (total - done):.0f} s",
+                    flush=True,
+                )
+            if done % 200 == 0:  # partial metadata, so a long build is usable early
+                write_metadata(out / split / "metadata.jsonl", rows)
+    finally:
+        # on Ctrl-C or an error: drop queued clips instead of rendering them all before exiting
+        pool.shutdown(wait=True, cancel_futures=True)
+        write_metadata(out / split / "metadata.jsonl", rows)
+
+
+def build(out: Path, count: int, heldout: int, seconds: float, seed: int, workers: int,
+          soundfont: str) -> None:  # fmt: skip
+    """Build both splits; resumes an interrupted build by skipping audio that exists."""
+    options = {"seed": seed, "seconds": seconds, "sample_rate": SAMPLE_RATE,
+               "soundfont": Path(soundfont).name}  # fmt: skip
     record = out / "build.json"
     if record.exists():
         old = json.loads(record.read_text())
         if {k: old.get(k) for k in options} != options:
             sys.exit(f"{out} was built with {old}; use a new folder for different options")
-    for split in ("train", "heldout"):
-        (out / split).mkdir(parents=True, exist_ok=True)
-        (out / "midi" / split).mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = _take_lock(out)
+    shutil.rmtree(out / ".partial", ignore_errors=True)  # scratch files of an interrupted build
+    for sub in (".partial", "train", "heldout", "midi/train", "midi/heldout"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({**options, "count": count, "heldout": heldout}, indent=1) + "\n")
-
-    # held-out first: it is small, and an evaluation can start while train is still rendering
-    for split, total in (("heldout", heldout), ("train", count)):
-        rows, done, rendered, render_s, t0 = [], 0, 0, 0.0, time.perf_counter()
-        every = max(1, total // 40)
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [
-                pool.submit(build_one, out, split, i, seed, seconds, soundfont)
-                for i in range(total)
-            ]
-            for fut in as_completed(futures):
-                row, secs = fut.result()
-                rows.append(row)
-                done += 1
-                rendered += secs > 0
-                render_s += secs
-                if done % every == 0 or done == total:
-                    elapsed = time.perf_counter() - t0
-                    eta = elapsed / done * (total - done)
-                    per = f"{render_s / rendered:.2f} s/clip render" if rendered else "all existing"
-                    print(
-                        f"[{split}] {done}/{total} ({done - rendered} existing) | {per} | "
-                        f"{elapsed:.0f} s elapsed, eta {eta:.0f} s",
-                        flush=True,
-                    )
-                if done % 200 == 0:  # partial metadata, so a long build is usable early
-                    write_metadata(out / split / "metadata.jsonl", rows)
-        write_metadata(out / split / "metadata.jsonl", rows)
+    try:
+        # held-out first: it is small, and an evaluation can start while train is still rendering
+        for split, total in (("heldout", heldout), ("train", count)):
+            _build_split(out, split, total, seed, seconds, workers, soundfont)
+    except KeyboardInterrupt:
+        sys.exit("interrupted: run the same command again to resume")
+    finally:
+        lock.unlink()
+    (out / ".partial").rmdir()
     print(f"done: {count} train + {heldout} held-out clips in {out}", flush=True)
 
 

@@ -14,9 +14,11 @@ import argparse
 import json
 from pathlib import Path
 
-import librosa
 import numpy as np
 import soundfile as sf
+
+# librosa is imported inside the functions that use it: the import takes seconds, and the data
+# recipe imports this module only for PITCH_CLASSES.
 
 # One spelling per pitch class; the dataset's `tonic` column uses exactly these names.
 PITCH_CLASSES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
@@ -59,6 +61,8 @@ def parse_key(key: Key | str) -> tuple[int, str]:
 
 def _mono(audio: np.ndarray, sr: int) -> np.ndarray:
     """Mix [C, T] or [T] audio down to mono float32 at the analysis rate."""
+    import librosa
+
     y = np.asarray(audio, dtype=np.float32)
     if y.ndim == 2:
         y = y.mean(axis=0)
@@ -69,27 +73,50 @@ def _mono(audio: np.ndarray, sr: int) -> np.ndarray:
 
 def estimate_tempo(audio: np.ndarray, sr: int) -> float:
     """Tempo in BPM of [C, T] or [T] audio, from librosa's beat tracker (default 120 BPM prior)."""
+    import librosa
+
     y = _mono(audio, sr)
     tempo, _ = librosa.beat.beat_track(y=y, sr=_ANALYSIS_SR)
     return float(np.atleast_1d(tempo)[0])
 
 
-def key_scores(audio: np.ndarray, sr: int) -> np.ndarray:
-    """Correlation of the clip's mean CQT chroma with the 24 rotated K–K profiles, [2, 12]."""
+def key_profiles(harmonics: int = 6, decay: float = 0.6) -> np.ndarray:
+    """The K–K major and minor profiles as chroma would show them, [2, 12] (tonic at index 0).
+
+    A note's overtones put energy on its fifth (3rd and 6th partials) and major third (5th
+    partial) too, so plain K–K drifts toward the dominant key and hears minor as major. Each
+    profile is therefore blurred by the first `harmonics` partials, partial h weighted
+    decay**(h - 1) (harmonic pitch-class templates, after Gómez 2006); harmonics=1 is plain K–K.
+    The defaults were picked on 120 synthetic clips of `make_dataset.py` (seed 789): exact key
+    77% with plain K–K, 84% with these.
+    """
+    partial_pcs = (0, 0, 7, 0, 4, 7, 10, 0)  # pitch class of partials 1..8 above the fundamental
+    out = np.zeros((2, 12))
+    for m, base in enumerate((_KK_MAJOR, _KK_MINOR)):
+        for h in range(harmonics):
+            out[m] += decay**h * np.roll(base, partial_pcs[h])
+    return out
+
+
+def key_scores(audio: np.ndarray, sr: int, harmonics: int = 6) -> np.ndarray:
+    """Correlation of the clip's mean CQT chroma with the 24 rotated key profiles, [2, 12]."""
+    import librosa
+
     y = _mono(audio, sr)
     # The harmonic part only: drum hits smear energy over all pitch classes.
     chroma = librosa.feature.chroma_cqt(y=librosa.effects.harmonic(y), sr=_ANALYSIS_SR)
     profile = chroma.mean(axis=1)  # [12]
+    templates = key_profiles(harmonics)
     scores = np.empty((2, 12))
-    for m, template in enumerate((_KK_MAJOR, _KK_MINOR)):
+    for m in range(2):
         for tonic in range(12):
-            scores[m, tonic] = np.corrcoef(profile, np.roll(template, tonic))[0, 1]
-    return scores
+            scores[m, tonic] = np.corrcoef(profile, np.roll(templates[m], tonic))[0, 1]
+    return np.nan_to_num(scores, nan=-1.0)  # silence has a flat chroma: no correlation
 
 
-def estimate_key(audio: np.ndarray, sr: int) -> Key:
+def estimate_key(audio: np.ndarray, sr: int, harmonics: int = 6) -> Key:
     """Key of [C, T] or [T] audio as (tonic, mode), e.g. ("D", "minor"), by K–K profile match."""
-    scores = key_scores(audio, sr)
+    scores = key_scores(audio, sr, harmonics)
     m, tonic = np.unravel_index(int(np.argmax(scores)), scores.shape)
     return PITCH_CLASSES[tonic], MODES[m]
 

@@ -3,7 +3,8 @@
 The music is built so that its labels are audible: diatonic chords in the key (progressions start
 on the tonic and pass through the dominant), the bass on each chord's root, a melody of chord tones
 and scale steps, and a drum pattern with a hit on every beat. The drumless styles (ambient,
-orchestral) keep the pulse with an eighth-note arpeggio or string ostinato (and timpani).
+orchestral) keep the pulse with a quarter-note arpeggio, or a string ostinato and timpani, and
+keep their melodies on the beat.
 Everything follows from one integer seed.
 """
 
@@ -54,11 +55,8 @@ class Style:
 
 
 PIANO, EPIANO, ORGAN = Inst(0, "piano"), Inst(4, "electric piano"), Inst(16, "organ")
-UPRIGHT, EBASS, FRETLESS = (
-    Inst(32, "upright bass"),
-    Inst(33, "electric bass"),
-    Inst(35, "fretless bass"),
-)
+UPRIGHT, EBASS = Inst(32, "upright bass"), Inst(33, "electric bass")
+FRETLESS = Inst(35, "fretless bass")
 STRINGS, FLUTE, VIBES = Inst(48, "strings"), Inst(73, "flute"), Inst(11, "vibraphone")
 SYNTH_LEAD, WARM_PAD = Inst(80, "synth lead"), Inst(89, "warm pad")
 
@@ -71,7 +69,7 @@ STYLES = (
         chords=(PIANO,),
         bass=(UPRIGHT, FRETLESS),
         lead=(PIANO, Inst(40, "violin"), FLUTE, Inst(42, "cello")),
-        comp=("arp4", "block"),
+        comp=("arp", "block"),
         bassline="whole",
         drums="ballad",
         pad=(STRINGS,),
@@ -98,7 +96,7 @@ STYLES = (
         chords=(WARM_PAD, Inst(88, "new age pad"), Inst(94, "halo pad"), Inst(91, "choir pad")),
         bass=(FRETLESS, Inst(50, "synth strings")),
         lead=(Inst(98, "crystal synth"), Inst(8, "celesta"), Inst(10, "music box"), FLUTE),
-        comp=("arp4",),  # quarters: with no drums, an eighth-note arpeggio reads as double tempo
+        comp=("arp",),
         bassline="whole",
         drums=None,
         pad=(WARM_PAD, Inst(95, "sweep pad")),
@@ -204,7 +202,7 @@ STYLES = (
         bass=(UPRIGHT,),
         lead=(FLUTE, Inst(65, "alto sax"), VIBES),
         comp=("bossa",),
-        bassline="bossa",
+        bassline="rootfifth",
         drums="bossa",
         sevenths=True,
         reverb=50,
@@ -226,7 +224,8 @@ MAJOR_MOODS = {"happy", "cheerful", "uplifting", "bright", "carefree"}
 
 # Drum patterns: GM note -> (onsets in beats within a 4/4 bar, velocity 0–127). Every pattern puts
 # a hit on each beat so the tempo is audible; only the drumless styles (ambient, orchestral) lack
-# one, and there the arpeggio / string ostinato and timpani carry the pulse.
+# one, and there the arpeggio, or the string ostinato and timpani, carry the pulse. Patterns with
+# dotted (1.5-beat) figures made the beat tracker hear 2/3 of the tempo, so there are none.
 KICK, STICK, SNARE, CLAP, CLOSED, PEDAL, OPEN = 36, 37, 38, 39, 42, 44, 46
 CRASH, RIDE, TAMB, SHAKER = 49, 51, 54, 70
 EIGHTHS = [i / 2 for i in range(8)]
@@ -243,9 +242,7 @@ DRUMS = {
     "swing": {RIDE: ([0, 1, 1.5, 2, 3, 3.5], 90), PEDAL: ([1, 3], 80), KICK: ([0, 1, 2, 3], 50)},
     "boombap": {KICK: ([0, 1.75, 2.5], 110), SNARE: ([1, 3], 105), CLOSED: (EIGHTHS, 70)},
     "folk": {KICK: ([0, 2], 95), STICK: ([1, 3], 85), TAMB: (EIGHTHS, 55), SHAKER: (EIGHTHS, 50)},
-    "bossa": {
-        KICK: ([0, 1, 2, 3], 85), STICK: ([0, 0.75, 1.5, 2.5, 3.25], 70), CLOSED: (EIGHTHS, 60)
-    },
+    "bossa": {KICK: ([0, 1, 2, 3], 90), STICK: ([0.75, 2.5], 60), CLOSED: (EIGHTHS, 60)},
 }  # fmt: skip
 
 # --- harmony ------------------------------------------------------------------------------------
@@ -327,11 +324,10 @@ def _comp(w: _Writer, kind: str, start: float, span: float, pcs: list[int], vel:
         for t in np.arange(0, span, 2.0):
             for n in notes:
                 w.add(0, start + t, min(2.0, span - t) * 0.95, n, vel)
-    elif kind in ("arp", "arp4"):  # up and down the chord in eighths (arp4: quarters)
+    elif kind == "arp":  # up and down the chord in quarters: eighths get heard as double tempo
         cycle = notes + [notes[0] + 12] + notes[-1:0:-1]
-        step = 1.0 if kind == "arp4" else 0.5
-        for i, t in enumerate(np.arange(0, span, step)):
-            w.add(0, start + t, step * 1.8, cycle[i % len(cycle)], vel - (4 if t % 1 == 0 else 12))
+        for i, t in enumerate(np.arange(0, span, 1.0)):
+            w.add(0, start + t, 1.8, cycle[i % len(cycle)], vel - 4)
     elif kind == "power":  # root, fifth, octave in palm-muted eighths, the third on top for mode
         root = 40 + (pcs[0] - 40) % 12
         third, fifth = (pcs[1] - pcs[0]) % 12, (pcs[2] - pcs[0]) % 12
@@ -389,7 +385,6 @@ def _bassline(
     else:
         pattern = {
             "rootfifth": [(0, root, 1.9), (2, fifth, 1.9)],
-            "bossa": [(0, root, 1.4), (1.5, fifth, 0.4), (2, fifth, 1.4), (3.5, root, 0.4)],
             "syncop": [(0, root, 1.4), (1.5, root, 0.9), (3, root + 12, 0.4), (3.5, root, 0.4)],
         }[kind]
         for t, pitch, dur in pattern:  # relative to the chord, so the root always starts it
@@ -538,8 +533,10 @@ def to_midi(song: Song) -> mido.MidiFile:
             events.append(
                 (on + round(dur * TICKS), 0, mido.Message("note_off", channel=ch, note=pitch))
             )
-        events.append((round(song.beats * TICKS), 0, mido.MetaMessage("end_of_track")))
         events.sort(key=lambda e: (e[0], e[1]))  # note-offs before note-ons at the same tick
+        # the track ends with the piece, or with its last note-off if a note rings past it
+        end = max(round(song.beats * TICKS), events[-1][0])
+        events.append((end, 0, mido.MetaMessage("end_of_track")))
         volume, pan = mix[ch]
         setup = [
             mido.Message("control_change", channel=ch, control=c, value=v)

