@@ -294,6 +294,17 @@ def _peak_control(audio: Tensor, sample_rate: int, ceiling: float) -> Tensor:
     return y if peak <= ceiling else y * (ceiling / peak * 0.9999)
 
 
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile's sf_command code (sndfile.h)
+
+
+def _drop_peak_chunk(f: sf.SoundFile) -> None:
+    """Leave out libsndfile's PEAK chunk: it stamps the current time into float WAVs, so the same
+    audio written twice would differ byte for byte (and `--seed` promises the same file)."""
+    from soundfile import _ffi, _snd
+
+    _snd.sf_command(f._file, _SFC_SET_ADD_PEAK_CHUNK, _ffi.NULL, 0)
+
+
 def remove_dc(audio: Tensor, sample_rate: int, cutoff_hz: float = 10.0) -> Tensor:
     """High-pass below ``cutoff_hz``.
 
@@ -455,7 +466,9 @@ def save_audio(
 
     def write(tmp: Path) -> None:
         try:
-            sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype)
+            with sf.SoundFile(tmp, "w", sample_rate, data.shape[1], subtype, format=fmt) as f:
+                _drop_peak_chunk(f)
+                f.write(data)
         except (RuntimeError, ValueError, TypeError) as e:
             raise AudioError(
                 f"cannot save {p.name} as {fmt}/{subtype} at {sample_rate} Hz ({_one_line(e)})"

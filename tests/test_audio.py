@@ -510,3 +510,13 @@ def test_splice_checks_its_arguments():
         A.splice(original, generated, [(90, 120)], 5)
     with pytest.raises(ValueError):
         A.splice(original, generated, [(0, 10)], -1)
+
+
+def test_saving_the_same_audio_twice_gives_identical_bytes(tmp_path):
+    import time
+
+    audio = torch.randn(2, 4800) * 0.1
+    A.save_audio(tmp_path / "a.wav", audio, SR)
+    time.sleep(1.1)  # libsndfile's PEAK chunk would stamp a different second into the second file
+    A.save_audio(tmp_path / "b.wav", audio, SR)
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()

@@ -46,6 +46,15 @@ def train(
         float, typer.Option("--lr", min=0.0, help="Diffusion learning rate (paper: 3e-5).")
     ] = 3e-5,
     autoencoder_lr: Annotated[float, typer.Option("--autoencoder-lr", min=0.0)] = 3e-4,
+    adversarial_start: Annotated[
+        float,
+        typer.Option(
+            "--adversarial-start",
+            min=0.0,
+            max=1.0,
+            help="Share of autoencoder steps before the discriminator joins (1 = never).",
+        ),
+    ] = 0.25,
     warmup_steps: Annotated[int, typer.Option("--warmup-steps", min=0)] = 100,
     grad_accum: Annotated[
         int, typer.Option("--grad-accum", min=1, help="Gradient accumulation steps.")
@@ -55,6 +64,12 @@ def train(
     ] = "no",
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1)] = 200,
     log_every: Annotated[int, typer.Option("--log-every", min=1)] = 10,
+    sample_every: Annotated[
+        int,
+        typer.Option(
+            "--sample-every", min=0, help="Log an audio sample to TensorBoard every N steps."
+        ),
+    ] = 0,
     latent_cache: Annotated[
         bool, typer.Option("--latent-cache", help="Pre-encode latents once.")
     ] = False,
@@ -107,11 +122,13 @@ def train(
         init_from=init_from,
         lr=lr,
         autoencoder_lr=autoencoder_lr,
+        adversarial_start=adversarial_start,
         warmup_steps=warmup_steps,
         grad_accum=grad_accum,
         mixed_precision=mixed_precision,
         checkpoint_every=checkpoint_every,
         log_every=log_every,
+        sample_every=sample_every,
         latent_cache=latent_cache,
         seed=seed,
         num_workers=num_workers,

@@ -67,6 +67,8 @@ class TrainOptions:
     mixed_precision: str = "no"
     checkpoint_every: int = 200
     log_every: int = 10
+    sample_every: int = 0  # diffusion: log an audio sample to TensorBoard every N steps (0 = never)
+    sample_prompt: str = "a mellow piano ballad in D minor at 72 BPM"
     ema_decay: float = 0.999
     adversarial_start: float = 0.25  # fraction of the autoencoder steps before the GAN losses join
     seed: int = 0
@@ -500,10 +502,42 @@ def _train_diffusion(
             loop.after_step(
                 {"loss": float(loss.detach()), **per_task, "lr": scheduler.get_last_lr()[0]}
             )
+            if options.sample_every and loop.step % options.sample_every == 0:
+                _log_sample(
+                    accelerator, unet, ema, frozen, text_encoder, config, options, loop.step
+                )
     ema.copy_to(unet)
     model.unet = unet.eval()
     model.text_encoder = text_encoder.cpu()
     _export(accelerator, model.cpu(), options, "diffusion")
+
+
+@torch.no_grad()
+def _log_sample(accelerator, unet, ema, frozen, text_encoder, config, options, step) -> None:
+    """Generate a short clip with the EMA weights and log it (mono mixdown) to TensorBoard."""
+    import copy
+
+    from jen1cli.diffusion.sampling import sample
+
+    if not accelerator.is_main_process:
+        return
+    averaged = copy.deepcopy(unet).eval()
+    ema.copy_to(averaged)
+    frames = min(config.window_frames, round(4 * config.autoencoder.frame_rate))
+    context, context_mask = text_encoder([options.sample_prompt])
+    latents = sample(
+        averaged,
+        shape=(1, config.unet.latent_channels, frames),
+        context=context,
+        context_mask=context_mask,
+        generator=torch.Generator().manual_seed(options.seed),
+        diffusion_config=config.diffusion,
+    )
+    audio = frozen["autoencoder"].decode(frozen["whitener"].inverse(latents)).clamp(-1, 1)
+    tracker = accelerator.get_tracker("tensorboard", unwrap=True)
+    tracker.add_audio(
+        "diffusion/sample", audio[0].mean(0, keepdim=True).cpu(), step, config.sample_rate
+    )
 
 
 def _check_batch_size(dataset, options: TrainOptions, accelerator: Accelerator) -> None:

@@ -60,7 +60,7 @@ def test_default_config_is_what_encodec_48khz_maps_to() -> None:
     assert encodec_config_to_autoencoder_config(encodec_48khz) == AutoencoderConfig()
 
 
-@pytest.mark.parametrize("length", [1, 23, 24, 25, 1001, 3 * 48_000 + 7])
+@pytest.mark.parametrize("length", [1, 23, 24, 25, 1001, 48_000 + 7])
 def test_round_trip_keeps_length_and_frame_count_is_ceil(tiny: Autoencoder, length: int) -> None:
     hop = tiny.config.hop_length  # 24
     audio = torch.randn(1, 2, length)

@@ -251,3 +251,66 @@ def test_two_cpu_processes_train_with_gloo(tmp_path):
     assert state["step"] == 2
     assert state["sampler"]["position"] == 2 * 2 * 2  # batch 2 × 2 processes × 2 steps
     assert (tmp_path / "run/unet.safetensors").is_file()
+
+
+def test_latent_cache_gradient_accumulation_and_audio_samples(prepared):
+    run = prepared / "cached"
+    shutil.copytree(prepared / "base", run)
+    opts = options(prepared, "cached", stage="whitening", latent_cache=True)
+    train(opts, TrainHooks(log=lambda line: None))
+    cached = sorted((run / "latents").glob("*.safetensors"))
+    assert len(cached) == 6 and load_file(cached[0])["latents"].shape[0] == 6  # k whitened dims
+    logs: list[str] = []
+    opts = options(
+        prepared, "cached", stage="diffusion", latent_cache=True, grad_accum=2, sample_every=1
+    )
+    train(opts, TrainHooks(log=logs.append))
+    assert not any(line.startswith("data:") for line in logs)  # the audio files were never read
+    state = json.loads((run / "checkpoints/diffusion/trainer_state.json").read_text())
+    assert state["step"] == 2 and state["sampler"]["position"] == 4  # 2 optimizer steps
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "logs" / "jen1"), size_guidance={"audio": 0}).Reload()
+    assert "diffusion/sample" in events.Tags()["audio"]
+    assert "diffusion/loss" in events.Tags()["scalars"]
+
+
+def test_init_from_encodec_weights(tmp_path):
+    from transformers import EncodecConfig, EncodecModel
+
+    from jen1cli.modules.encodec_weights import encodec_config_to_autoencoder_config
+
+    enc_config = EncodecConfig(
+        sampling_rate=48_000,
+        audio_channels=2,
+        hidden_size=8,
+        num_filters=4,
+        upsampling_ratios=[8, 8, 5],
+        num_lstm_layers=1,
+        norm_type="weight_norm",
+        use_causal_conv=False,
+        codebook_size=16,
+        target_bandwidths=[24.0],
+    )
+    torch.manual_seed(0)
+    EncodecModel(enc_config).save_pretrained(tmp_path / "encodec")
+    write_dataset(tmp_path / "data", count=2)
+    config = tiny_config(window_seconds=0.5)
+    config.autoencoder = encodec_config_to_autoencoder_config(enc_config)
+    opts = options(
+        tmp_path,
+        "run",
+        stage="autoencoder",
+        config=config,
+        max_steps=1,
+        autoencoder_lr=0.0,
+        init_from=str(tmp_path / "encodec"),
+        text_encoder=tiny_text_encoder(),
+        ema_decay=1.0,
+    )
+    train(opts, TrainHooks(log=lambda line: None))
+    ours = load_file(tmp_path / "run/autoencoder.safetensors")
+    theirs = load_file(tmp_path / "encodec/model.safetensors")
+    encoder_keys = [k for k in theirs if k.startswith("encoder.")]
+    assert encoder_keys and all(torch.equal(ours[k], theirs[k]) for k in encoder_keys if k in ours)
+    assert sum(k in ours for k in encoder_keys) == len(encoder_keys)
