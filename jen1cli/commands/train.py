@@ -26,6 +26,14 @@ def train(
     max_steps: Annotated[
         int, typer.Option("--max-steps", min=1, help="Optimizer steps per trained stage.")
     ] = 1000,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(
+            "--max-minutes",
+            min=0.0,
+            help="Wall-clock budget per trained stage; the stage then ends early and exports.",
+        ),
+    ] = None,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Examples per step and process.")
     ] = 8,
@@ -115,6 +123,7 @@ def train(
         config=model_config,
         stage=stage,
         max_steps=max_steps,
+        max_minutes=max_minutes,
         batch_size=batch_size,
         seconds=seconds,
         autoencoder_seconds=autoencoder_seconds,

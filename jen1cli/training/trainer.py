@@ -8,6 +8,7 @@ exporting the run folder as a model folder that `jen1 generate --model RUN` load
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ class TrainOptions:
     config: Jen1Config
     stage: str = "all"
     max_steps: int = 1000
+    max_minutes: float | None = None  # wall-clock budget per trained stage; it then ends early
     batch_size: int = 8
     seconds: float | None = None  # diffusion crop length; None = the model window
     autoencoder_seconds: float = 1.0  # short crops suffice for a convolutional codec
@@ -138,6 +140,7 @@ def train(options: TrainOptions, hooks: TrainHooks | None = None) -> Path:
             if options.resume and _stage_done(options.output, stage):
                 hooks.log(f"{stage}: already finished, skipped")
                 continue
+            _clear_done_after(options.output, stage, accelerator)
             {
                 "autoencoder": _train_autoencoder,
                 "whitening": _fit_whitening,
@@ -196,7 +199,14 @@ def _initialise(model: Jen1Model, source: str) -> None:
     model.load_state_dict(other.state_dict(), strict=False)
 
 
-def _export(accelerator: Accelerator, model: Jen1Model, options: TrainOptions, stage: str) -> None:
+def _export(
+    accelerator: Accelerator,
+    model: Jen1Model,
+    options: TrainOptions,
+    stage: str,
+    finished: bool = True,
+) -> None:
+    """Write the run folder as a model folder; mark the stage done unless it was cut short."""
     if accelerator.is_main_process:
         text_encoder = (
             model.text_encoder if model.text_encoder is not None else options.text_encoder
@@ -204,7 +214,16 @@ def _export(accelerator: Accelerator, model: Jen1Model, options: TrainOptions, s
         model.text_encoder = text_encoder
         model.save_pretrained(options.output)
         (options.output / "checkpoints").mkdir(exist_ok=True)
-        (options.output / "checkpoints" / f"{stage}.done").write_text("finished\n")
+        if finished:  # a stage cut by --max-minutes stays resumable: --resume continues it
+            (options.output / "checkpoints" / f"{stage}.done").write_text("finished\n")
+    accelerator.wait_for_everyone()
+
+
+def _clear_done_after(output: Path, stage: str, accelerator: Accelerator) -> None:
+    """A stage that runs again changes what the later ones were built on: they must rerun."""
+    if accelerator.is_main_process:
+        for later in STAGES[STAGES.index(stage) + 1 :]:
+            (output / "checkpoints" / f"{later}.done").unlink(missing_ok=True)
     accelerator.wait_for_everyone()
 
 
@@ -238,6 +257,9 @@ class _Loop:
         self.stage, self.options, self.accelerator = stage, options, accelerator
         self.hooks, self.flag, self.sampler, self.ema = hooks, flag, sampler, ema
         self.generator, self.total, self.step = generator, total, 0
+        self.cut_short = False  # ended by --max-minutes before `total`
+        budget = options.max_minutes
+        self.deadline = None if budget is None else time.monotonic() + 60 * budget
 
     def resume(self) -> None:
         if self.options.resume and has_checkpoint(self.options.output, self.stage):
@@ -259,12 +281,31 @@ class _Loop:
         while self.step < self.total:
             before = self.step
             for batch in loader:
+                if self._out_of_time():
+                    return
                 yield batch
                 if self.step >= self.total:
                     return
             if self.step == before and self.sampler.position == 0:
                 raise RuntimeError("an epoch yielded no batch")  # guarded by _check_batch_size
             self.sampler.set_epoch(self.sampler.epoch + 1)
+
+    def _out_of_time(self) -> bool:
+        """Past --max-minutes: save, and end the stage as finished (it still exports)."""
+        if self.deadline is None:
+            return False
+        # every process must agree, or one would wait forever in the next collective
+        late = time.monotonic() > self.deadline
+        flag = torch.tensor([float(late)], device=self.accelerator.device)
+        if not bool(self.accelerator.reduce(flag, reduction="sum").item()):
+            return False
+        self.save()
+        self.cut_short = True
+        self.hooks.log(
+            f"{self.stage}: --max-minutes reached at step {self.step}/{self.total}; exported, "
+            "--resume continues the stage"
+        )
+        return True
 
     def after_step(self, logs: dict[str, float]) -> None:
         self.step += 1
@@ -355,7 +396,7 @@ def _train_autoencoder(
         loop.after_step({k: float(v.detach()) for k, v in logs.items()})
     ema.copy_to(accelerator.unwrap_model(autoencoder))
     model.autoencoder = accelerator.unwrap_model(autoencoder).eval()
-    _export(accelerator, model, options, "autoencoder")
+    _export(accelerator, model, options, "autoencoder", finished=not loop.cut_short)
 
 
 # --- stage 2: whitening (Algorithm 1) -----------------------------------------------------------
@@ -377,7 +418,12 @@ def _fit_whitening(
     autoencoder = model.autoencoder.eval().to(accelerator.device)
     whitener = type(model.whitener)(config.whitener).to(accelerator.device)  # fresh statistics
     loader = accelerator.prepare(
-        DataLoader(dataset, batch_size=options.batch_size, collate_fn=_collate)
+        DataLoader(
+            dataset,
+            batch_size=options.batch_size,
+            num_workers=options.num_workers,
+            collate_fn=_collate,
+        )
     )
     total = len(loader)
     for i, batch in enumerate(loader):
@@ -399,21 +445,38 @@ def _fit_whitening(
     _export(accelerator, model, options, "whitening")
 
 
-def _write_latent_cache(options, model, dataset, accelerator, hooks) -> None:
-    """Encode every file whole (up to 5 minutes) once; diffusion training then skips the codec."""
-    from jen1cli.audio import load_audio
+class _WholeFiles(torch.utils.data.Dataset):
+    """Each entry's audio whole (up to 5 minutes), so loader workers read while the GPU encodes."""
 
+    def __init__(self, entries, sample_rate: int, channels: int) -> None:
+        self.entries, self.sample_rate, self.channels = entries, sample_rate, channels
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int):
+        from jen1cli.audio import load_audio
+
+        entry = self.entries[index]
+        audio, _ = load_audio(entry.path, self.sample_rate, self.channels)
+        return audio[:, : 300 * self.sample_rate], entry
+
+
+def _as_is(item):
+    return item
+
+
+def _write_latent_cache(options, model, dataset, accelerator, hooks) -> None:
+    """Encode every file whole once; diffusion training then skips the codec."""
     cache = options.output / "latents"
     cache.mkdir(exist_ok=True)
     autoencoder = model.autoencoder.to(accelerator.device)
     whitener = model.whitener.to(accelerator.device)
     entries = dataset.entries[accelerator.process_index :: accelerator.num_processes]
-    for i, entry in enumerate(entries):
-        audio, _ = load_audio(
-            entry.path, model.config.sample_rate, model.config.autoencoder.audio_channels
-        )
-        audio = audio[:, : 300 * model.config.sample_rate].to(accelerator.device)
-        latents = whitener(autoencoder.encode(audio[None]))[0].cpu()
+    files = _WholeFiles(entries, model.config.sample_rate, model.config.autoencoder.audio_channels)
+    loader = DataLoader(files, batch_size=None, num_workers=options.num_workers, collate_fn=_as_is)
+    for i, (audio, entry) in enumerate(loader):
+        latents = whitener(autoencoder.encode(audio[None].to(accelerator.device)))[0].cpu()
         save_latent_item(cache / f"{entry.path.stem}.safetensors", latents, entry.text)
         hooks.progress("latent cache", i + 1, len(entries))
     accelerator.wait_for_everyone()
@@ -509,7 +572,7 @@ def _train_diffusion(
     ema.copy_to(unet)
     model.unet = unet.eval()
     model.text_encoder = text_encoder.cpu()
-    _export(accelerator, model.cpu(), options, "diffusion")
+    _export(accelerator, model.cpu(), options, "diffusion", finished=not loop.cut_short)
 
 
 @torch.no_grad()

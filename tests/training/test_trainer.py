@@ -314,3 +314,31 @@ def test_init_from_encodec_weights(tmp_path):
     encoder_keys = [k for k in theirs if k.startswith("encoder.")]
     assert encoder_keys and all(torch.equal(ours[k], theirs[k]) for k in encoder_keys if k in ours)
     assert sum(k in ours for k in encoder_keys) == len(encoder_keys)
+
+
+def test_max_minutes_ends_the_stage_early_exports_and_resume_continues_it(prepared):
+    """A spent time budget stops the stage before --max-steps, saves and exports; the stage is
+    left unfinished, so --resume continues it from that step to --max-steps."""
+    run = prepared / "budget"
+    shutil.copytree(prepared / "base", run)
+    lines = []
+    opts = options(prepared, "budget", stage="diffusion", max_steps=4, max_minutes=0.0)
+    train(opts, TrainHooks(log=lines.append))
+    assert any("--max-minutes reached at step 0/4" in line for line in lines), lines
+    assert (run / "unet.safetensors").is_file()
+    assert not (run / "checkpoints" / "diffusion.done").exists()
+    lines.clear()
+    opts.max_minutes, opts.resume = None, True
+    train(opts, TrainHooks(log=lines.append))
+    assert "diffusion: resumed at step 0" in lines
+    assert any("diffusion step 4/4" in line for line in lines), lines
+    assert (run / "checkpoints" / "diffusion.done").is_file()
+
+
+def test_rerunning_a_stage_makes_the_later_stages_rerun(prepared):
+    run = prepared / "rerun"
+    shutil.copytree(prepared / "base", run)
+    assert (run / "checkpoints" / "whitening.done").is_file()
+    opts = options(prepared, "rerun", stage="autoencoder", max_steps=3)
+    train(opts, TrainHooks(log=lambda line: None))
+    assert not (run / "checkpoints" / "whitening.done").exists()
