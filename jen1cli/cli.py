@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from jen1cli import __version__
-from jen1cli.commands import codec, download, edit, generate, train
+from jen1cli.commands import codec, download, edit, evaluate, generate, train
 from jen1cli.commands.common import report_and_exit
 
 
@@ -44,6 +44,7 @@ app.command()(codec.encode)
 app.command()(codec.decode)
 app.command()(download.download)
 app.command()(train.train)
+app.command("eval")(evaluate.evaluate)
 
 
 def _version(value: bool) -> None:

@@ -324,7 +324,7 @@ def test_download_from_cache_then_generate_offline(tiny_model_dir, monkeypatch, 
 
 # --- help and the real executable --------------------------------------------------------------
 @pytest.mark.parametrize(
-    "command", ["generate", "inpaint", "continue", "encode", "decode", "download"]
+    "command", ["generate", "inpaint", "continue", "encode", "decode", "download", "train", "eval"]
 )
 def test_every_command_has_help_with_an_example(command):
     result = runner.invoke(app, [command, "--help"])

@@ -33,6 +33,9 @@ def bad_input_types() -> tuple[type[BaseException], ...]:
         types.append(DatasetError)
     except ImportError:
         pass
+    from jen1cli.evaluation.metrics import EvaluationError
+
+    types.append(EvaluationError)
     return tuple(types)
 
 
