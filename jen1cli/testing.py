@@ -72,3 +72,22 @@ def tiny_model(seed: int = 0, window_seconds: float = 1.0):
 def write_tiny_model(path: str | Path, seed: int = 0, window_seconds: float = 1.0) -> Path:
     """Write a tiny random model folder (config, safetensors, text encoder) to ``path``."""
     return tiny_model(seed, window_seconds).save_pretrained(path)
+
+
+def tiny_encodec_config(**overrides):
+    """A tiny random-weight EnCodec config in the 48 kHz model's shape (stereo, hop 8·8·5 = 320)."""
+    from transformers import EncodecConfig
+
+    settings = dict(
+        sampling_rate=48_000,
+        audio_channels=2,
+        hidden_size=8,
+        num_filters=4,
+        upsampling_ratios=[8, 8, 5],
+        num_lstm_layers=1,
+        norm_type="weight_norm",
+        use_causal_conv=False,
+        codebook_size=16,
+        target_bandwidths=[24.0],
+    )
+    return EncodecConfig(**{**settings, **overrides})

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from jen1cli.cli import app
 from jen1cli.evaluation.frechet import frechet_distance, frechet_distance_of, gaussian_stats
 from jen1cli.evaluation.metrics import kl_divergence
+from jen1cli.testing import tiny_encodec_config
 
 runner = CliRunner()
 
@@ -88,7 +89,6 @@ def tiny_eval_models(tmp_path_factory) -> dict[str, Path]:
         ClapFeatureExtractor,
         ClapModel,
         ClapTextConfig,
-        EncodecConfig,
         EncodecModel,
     )
 
@@ -125,18 +125,7 @@ def tiny_eval_models(tmp_path_factory) -> dict[str, Path]:
     )
     ast.save_pretrained(root / "ast")
     ASTFeatureExtractor().save_pretrained(root / "ast")
-    encodec = EncodecModel(
-        EncodecConfig(
-            sampling_rate=48_000,
-            audio_channels=2,
-            hidden_size=8,
-            num_filters=4,
-            upsampling_ratios=[8, 8, 5],
-            num_lstm_layers=1,
-            codebook_size=16,
-            target_bandwidths=[24.0],
-        )
-    )
+    encodec = EncodecModel(tiny_encodec_config(norm_type="weight_norm"))
     encodec.save_pretrained(root / "encodec")
     return {"clap": root / "clap", "ast": root / "ast", "encodec": root / "encodec"}
 

@@ -276,22 +276,12 @@ def test_latent_cache_gradient_accumulation_and_audio_samples(prepared):
 
 
 def test_init_from_encodec_weights(tmp_path):
-    from transformers import EncodecConfig, EncodecModel
+    from transformers import EncodecModel
 
     from jen1cli.modules.encodec_weights import encodec_config_to_autoencoder_config
+    from jen1cli.testing import tiny_encodec_config
 
-    enc_config = EncodecConfig(
-        sampling_rate=48_000,
-        audio_channels=2,
-        hidden_size=8,
-        num_filters=4,
-        upsampling_ratios=[8, 8, 5],
-        num_lstm_layers=1,
-        norm_type="weight_norm",
-        use_causal_conv=False,
-        codebook_size=16,
-        target_bandwidths=[24.0],
-    )
+    enc_config = tiny_encodec_config()
     torch.manual_seed(0)
     EncodecModel(enc_config).save_pretrained(tmp_path / "encodec")
     write_dataset(tmp_path / "data", count=2)
