@@ -46,6 +46,23 @@ class Jen1Pipeline:
         """Load a model folder or Hub repo id (see :meth:`Jen1Model.from_pretrained`)."""
         return cls(Jen1Model.from_pretrained(name_or_path, **kwargs), device)
 
+    UNET_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+    def with_unet_dtype(self, name: str) -> Jen1Pipeline:
+        """Run the U-Net in ``fp32``, ``bf16`` or ``fp16``; returns self.
+
+        Only the U-Net, where nearly all of a generation's FLOPs are: the solver keeps its
+        latents in float32 (sampling.py), and the text encoder, whitening and autoencoder stay in
+        float32, so the known audio of inpainting and continuation is untouched by rounding.
+        """
+        self.model.unet.to(self.UNET_DTYPES[name])
+        return self
+
+    @property
+    def unet_dtype_name(self) -> str:
+        dtype = next(self.model.unet.parameters()).dtype
+        return {v: k for k, v in self.UNET_DTYPES.items()}[dtype]
+
     # --- sizes -------------------------------------------------------------------------------
     @property
     def sample_rate(self) -> int:

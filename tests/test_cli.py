@@ -253,6 +253,34 @@ def test_continue_past_the_window_keeps_the_input(run):
     assert np.array_equal(out[:, :1000], ref[:, :1000])
 
 
+def test_bf16_unet_generates_close_to_fp32_and_keeps_known_audio_exact(run):
+    """--dtype bf16 runs only the U-Net in bfloat16: the sidecar says so, the result stays near
+    the fp32 one, and continuation still keeps its input sample for sample."""
+    for dtype in ("fp32", "bf16"):
+        args = ("generate", "pad", "-d", "1", "-o", f"{dtype}.wav", "--seed", "3", "--steps", "3")
+        result = run(*args, "--dtype", dtype)
+        assert result.exit_code == 0, result.output
+        assert json.loads(Path(f"{dtype}.wav.json").read_text())["dtype"] == dtype
+    a, _ = _read("fp32.wav")
+    b, _ = _read("bf16.wav")
+    assert np.isfinite(b).all() and not np.array_equal(a, b)
+    assert np.linalg.norm(a - b) < 0.25 * np.linalg.norm(a)  # bf16 rounding, not another sample
+    _wav(Path("intro.wav"), 0.6)
+    result = run("continue", "intro.wav", "--seconds", "0.5", "-o", "c.wav", "--dtype", "bf16")
+    assert result.exit_code == 0, result.output
+    out, _ = _read("c.wav")
+    ref, _ = _read("intro.wav")
+    keep = ref.shape[1] - round(0.05 * SR)
+    assert np.array_equal(out[:, :keep], ref[:, :keep])
+
+
+@pytest.mark.parametrize("dtype, message", [("fp16", "for GPUs"), ("int8", "unknown --dtype")])
+def test_dtype_refusals(run, dtype, message):
+    result = run("generate", "pad", "-d", "1", "-o", "x.wav", "--dtype", dtype)
+    assert result.exit_code == 2 and message in result.output
+    assert not Path("x.wav").exists()
+
+
 @pytest.mark.parametrize("seconds", ["0", "-1", "1e9"])
 def test_continue_refuses_bad_seconds(run, seconds):
     _wav(Path("intro.wav"), 0.3)

@@ -14,6 +14,7 @@ from jen1cli.commands.common import (
     BadInput,
     CfgOpt,
     DeviceOpt,
+    DtypeOpt,
     ModelOpt,
     OutputOpt,
     OverwriteOpt,
@@ -22,6 +23,7 @@ from jen1cli.commands.common import (
     SchedulerOpt,
     SeedOpt,
     StepsOpt,
+    check_dtype,
     check_duration,
     check_output,
     check_scheduler,
@@ -80,6 +82,7 @@ def _record(pipe, options, **fields) -> dict:
         if options.guidance_scale is None
         else options.guidance_scale,
         "scheduler": options.scheduler or diffusion.scheduler,
+        "dtype": pipe.unet_dtype_name,
         "model": pipe.model.source,
         "jen1_version": __version__,
     }
@@ -108,6 +111,7 @@ def inpaint(
     cfg: CfgOpt = None,
     scheduler: SchedulerOpt = None,
     device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "fp32",
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -132,7 +136,8 @@ def inpaint(
         )
     output = check_output(output or input.with_name(f"{input.stem}.inpainted.wav"), overwrite)
     device = resolve_device(device)
-    pipe = load_pipeline(model, device)
+    dtype = check_dtype(dtype, device)
+    pipe = load_pipeline(model, device, dtype)
     window = pipe.config.window_seconds
     if any(end - start > window for start, end in spans):
         raise BadInput(
@@ -163,6 +168,7 @@ def continue_(
     cfg: CfgOpt = None,
     scheduler: SchedulerOpt = None,
     device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "fp32",
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -178,7 +184,8 @@ def continue_(
     check_duration(info.duration_s + seconds, "the input plus --seconds")
     output = check_output(output or input.with_name(f"{input.stem}.continued.wav"), overwrite)
     device = resolve_device(device)
-    pipe = load_pipeline(model, device)
+    dtype = check_dtype(dtype, device)
+    pipe = load_pipeline(model, device, dtype)
     audio, _ = _load(input, pipe.sample_rate)
     options = _sampling(steps, cfg, scheduler, seed)
     with progress_bars(quiet) as callback:

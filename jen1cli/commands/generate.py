@@ -13,6 +13,7 @@ from jen1cli.commands.common import (
     BadInput,
     CfgOpt,
     DeviceOpt,
+    DtypeOpt,
     LufsOpt,
     ModelOpt,
     OutputOpt,
@@ -21,6 +22,7 @@ from jen1cli.commands.common import (
     SchedulerOpt,
     SeedOpt,
     StepsOpt,
+    check_dtype,
     check_duration,
     check_output,
     check_scheduler,
@@ -55,6 +57,7 @@ def generate(
     cfg: CfgOpt = None,
     scheduler: SchedulerOpt = None,
     device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "fp32",
     lufs: LufsOpt = -14.0,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
@@ -70,9 +73,10 @@ def generate(
     check_scheduler(scheduler)
     paths = [check_output(p, overwrite) for p in output_paths(output, prompt, num)]
     device = resolve_device(device)
+    dtype = check_dtype(dtype, device)
     seed = random.randrange(2**31) if seed is None else seed
 
-    pipe = load_pipeline(model, device)
+    pipe = load_pipeline(model, device, dtype)
     options = SamplingOptions(steps=steps, guidance_scale=cfg, scheduler=scheduler, seed=seed)
     with progress_bars(quiet) as callback:
         audio = pipe.generate([prompt] * num, duration, options, callback).cpu()
@@ -90,6 +94,7 @@ def generate(
                 "steps": steps or diffusion.num_inference_steps,
                 "guidance_scale": diffusion.guidance_scale if cfg is None else cfg,
                 "scheduler": scheduler or diffusion.scheduler,
+                "dtype": dtype,
                 "lufs": lufs,
                 "model": pipe.model.source,
                 "jen1_version": __version__,
