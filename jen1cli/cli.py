@@ -12,6 +12,25 @@ from jen1cli import __version__
 from jen1cli.commands import codec, download, edit, evaluate, generate, train
 from jen1cli.commands.common import report_and_exit
 
+# Typer ≥ 0.24 bundles its own copy of click, whose exceptions are not click's: pass both kinds.
+_PASS_THROUGH = tuple(
+    {
+        typer.Exit,
+        typer.Abort,
+        click.exceptions.Exit,
+        click.ClickException,
+        click.Abort,
+        SystemExit,
+        getattr(typer.exceptions, "TyperException", SystemExit),
+    }
+)
+
+
+def _is_usage_error(err: BaseException) -> bool:
+    """A bad option or argument (click's or typer's UsageError), not a request for help."""
+    names = {cls.__name__ for cls in type(err).__mro__}
+    return "UsageError" in names and "NoArgsIsHelpError" not in names
+
 
 class Jen1Group(TyperGroup):
     """Routes every command error through one formatter (one line; exit 2 for bad input)."""
@@ -19,7 +38,11 @@ class Jen1Group(TyperGroup):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+        except _PASS_THROUGH as err:
+            if _is_usage_error(err):  # one line, like every other bad input
+                where = getattr(getattr(err, "ctx", None), "command_path", "jen1")
+                typer.echo(f"jen1: error: {err.format_message()} (see `{where} --help`)", err=True)
+                raise SystemExit(2) from None
             raise
         except KeyboardInterrupt:
             typer.echo("jen1: interrupted", err=True)

@@ -274,6 +274,21 @@ def test_bf16_unet_generates_close_to_fp32_and_keeps_known_audio_exact(run):
     assert np.array_equal(out[:, :keep], ref[:, :keep])
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["generate", "pad", "--steps", "0"], "Invalid value for '--steps'"),
+        (["eval", "a", "b", "--bogus"], "No such option: --bogus"),
+        (["nosuch"], "No such command"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_2(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0] and "--help" in lines[0], result.output
+
+
 @pytest.mark.parametrize("dtype, message", [("fp16", "for GPUs"), ("int8", "unknown --dtype")])
 def test_dtype_refusals(run, dtype, message):
     result = run("generate", "pad", "-d", "1", "-o", "x.wav", "--dtype", dtype)

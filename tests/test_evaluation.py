@@ -201,7 +201,7 @@ def test_eval_prompts_file_overrides_sidecars(tmp_path, tiny_eval_models):
     result = runner.invoke(app, args + ["-o", str(out)] + _model_options(tiny_eval_models))
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert list(report["clap_score"]["per_file"]) == ["clip1.wav"]
+    assert list(report["clap_score"]["per_file"]) == ["clip1"]
     assert "1 generated file(s) had no prompt" in report["notes"]
 
 
@@ -216,6 +216,14 @@ def test_eval_prompts_file_overrides_sidecars(tmp_path, tiny_eval_models):
         ("bad metric", "unknown metric"),
         ("absent model", "download it once with network"),
         ("existing output", "already exists"),
+        ("same folder", "same folder or one holds the other"),
+        ("nested folder", "same folder or one holds the other"),
+        ("bad sidecar", "is not a JSON sidecar"),
+        ("bad metadata", "line 1 is not valid JSON"),
+        ("latin-1 prompts", "is not UTF-8 text"),
+        ("duplicate names", "share a name"),
+        ("one embedding", "FAD needs at least 2 clap embeddings"),
+        ("unknown option", "No such option: --bogus"),
     ],
 )
 def test_eval_bad_input_is_one_line_exit_2(tmp_path, tiny_eval_models, monkeypatch, case, expected):
@@ -231,7 +239,7 @@ def test_eval_bad_input_is_one_line_exit_2(tmp_path, tiny_eval_models, monkeypat
         (tmp_path / "empty").mkdir()
         args[2] = str(tmp_path / "empty")
     elif case == "no prompts":
-        args[1] = str(reference)
+        args[1] = str(_write_clips(tmp_path / "unprompted", [220, 330]))
     elif case == "no pairs":
         args[2] = str(_write_clips(tmp_path / "renamed", [440]).rename(tmp_path / "renamed2"))
         (tmp_path / "renamed2" / "clip0.wav").rename(tmp_path / "renamed2" / "other.wav")
@@ -245,6 +253,27 @@ def test_eval_bad_input_is_one_line_exit_2(tmp_path, tiny_eval_models, monkeypat
         args += ["--metrics", "clap"]
     elif case == "existing output":
         out.write_text("keep me")
+    elif case == "same folder":
+        args[2] = args[1]
+    elif case == "nested folder":
+        args[2] = str(_write_clips(generated / "refs", [440, 550]))
+    elif case == "bad sidecar":
+        (generated / "clip0.wav.json").write_text("{not json")
+    elif case == "bad metadata":
+        for sidecar in generated.glob("*.json"):
+            sidecar.unlink()
+        (generated / "metadata.jsonl").write_text("oops\n")
+    elif case == "latin-1 prompts":
+        prompts = tmp_path / "p.jsonl"
+        prompts.write_bytes('{"file_name": "clip0.wav", "text": "caf\u00e9"}'.encode("latin-1"))
+        args += ["--prompts", str(prompts)]
+    elif case == "duplicate names":
+        sf.write(reference / "clip0.flac", np.zeros((4800, 2), np.float32), 48_000)
+    elif case == "one embedding":
+        (generated / "clip1.wav").unlink()
+        args += ["--metrics", "fad"]
+    elif case == "unknown option":
+        args += ["--bogus"]
     result = runner.invoke(app, args + extra)
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
@@ -254,3 +283,71 @@ def test_eval_bad_input_is_one_line_exit_2(tmp_path, tiny_eval_models, monkeypat
         assert out.read_text() == "keep me"
     else:
         assert not out.exists()
+
+
+def test_eval_pairs_files_by_their_path_in_the_folder(tmp_path, tiny_eval_models):
+    """gen/a/clip0 pairs with ref/a/clip0 and gen/b/clip0 with ref/b/clip0 (not both with one)."""
+    gen, ref = tmp_path / "gen", tmp_path / "ref"
+    for sub, freq in (("a", 220), ("b", 660)):
+        _write_clips(gen / sub, [freq])
+        _write_clips(ref / sub, [freq])
+    out = tmp_path / "e.json"
+    args = ["eval", str(gen), str(ref), "--metrics", "kl", "-o", str(out)]
+    result = runner.invoke(app, args + _model_options(tiny_eval_models))
+    assert result.exit_code == 0, result.output
+    kl = json.loads(out.read_text())["kl"]
+    assert kl["pairs"] == 2 and sorted(kl["per_file"]) == ["a/clip0", "b/clip0"]
+    assert max(kl["per_file"].values()) < 1e-6  # each file met its own twin
+
+
+def test_kl_handles_a_clip_shorter_than_the_classifier_frame(tiny_eval_models):
+    from jen1cli.evaluation.models import AudioSetClassifier
+
+    classifier = AudioSetClassifier.load(str(tiny_eval_models["ast"]))
+    dist = classifier.label_distribution(torch.randn(1, 5) * 0.1)
+    assert dist.shape == (527,) and math.isclose(float(dist.sum()), 1.0, rel_tol=1e-5)
+
+
+def test_fused_clap_embeddings_are_deterministic(tmp_path):
+    """A fusion CLAP's extractor would flag a random window as "longer"; we never let it."""
+    from transformers import ClapAudioConfig, ClapConfig, ClapModel, ClapTextConfig
+
+    from jen1cli.evaluation.models import Clap
+
+    torch.manual_seed(0)
+    audio = ClapAudioConfig(
+        depths=[1, 1],
+        num_attention_heads=[2, 2],
+        patch_embeds_hidden_size=16,
+        hidden_size=32,
+        projection_dim=16,
+        enable_fusion=True,
+    )
+    text = ClapTextConfig(
+        vocab_size=400, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=128, projection_dim=16,
+    )  # fmt: skip
+    from transformers import ByT5Tokenizer, ClapFeatureExtractor
+
+    model = ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict())).eval()
+    clap = Clap(model, ClapFeatureExtractor(), ByT5Tokenizer(), "tiny-fused")
+    x = torch.randn(1, 25 * 48_000) * 0.1  # three windows: 10 + 10 + 5 s
+    first = clap.embed_audio(x)
+    for _ in range(3):
+        assert torch.equal(clap.embed_audio(x), first)
+
+
+def test_encodec_embeddings_follow_the_models_chunked_normalisation():
+    """With normalize=True each 0.5 s chunk is divided by its RMS, as EnCodec encodes: a quieter
+    copy of the audio embeds the same; chunking also makes the frame count add up per chunk."""
+    from transformers import EncodecModel
+
+    from jen1cli.evaluation.models import Encodec
+
+    torch.manual_seed(0)
+    model = EncodecModel(tiny_encodec_config(normalize=True, chunk_length_s=0.5)).eval()
+    encodec = Encodec(model, "tiny")
+    audio = torch.randn(2, 72_000) * 0.3  # 1.5 s: three chunks of 0.5 s = 75 frames each
+    loud, quiet = encodec.embed_audio(audio), encodec.embed_audio(audio * 0.05)
+    assert loud.shape == (225, 8)
+    assert torch.allclose(loud, quiet, atol=1e-4)

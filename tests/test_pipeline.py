@@ -80,3 +80,29 @@ def test_encode_decode_round_trip_length(pipe):
     latents = pipe.encode(song[None])
     assert latents.shape == (1, 6, -(-song.shape[-1] // 320))
     assert pipe.decode(latents, song.shape[-1]).shape == (1, 2, song.shape[-1])
+
+
+def test_bf16_unet_gets_bf16_inputs_and_everything_else_stays_float32(tiny_model_dir):
+    """`--dtype bf16`: every floating input of every U-Net call is bfloat16 (also in a causal
+    rollout past the window), the autoencoder only ever sees float32, and the audio is float32."""
+    pipe = Jen1Pipeline.from_pretrained(str(tiny_model_dir)).with_unet_dtype("bf16")
+    assert pipe.unet_dtype_name == "bf16"
+    unet_in, codec_in = set(), set()
+
+    def record(into):
+        def hook(module, args, kwargs):
+            tensors = [*args, *kwargs.values()]
+            into.update(t.dtype for t in tensors if torch.is_tensor(t) and t.is_floating_point())
+
+        return hook
+
+    pipe.model.unet.register_forward_pre_hook(record(unet_in), with_kwargs=True)
+    for part in (pipe.model.autoencoder.encoder, pipe.model.autoencoder.decoder):
+        part.register_forward_pre_hook(record(codec_in), with_kwargs=True)
+    options = SamplingOptions(steps=2, seed=0)
+    audio = pipe.generate(["a tune"], 0.5, options)
+    song = pipe.continue_(_song(0.5), 1.2, "a tune", options)  # past the 1 s window
+    assert unet_in == {torch.bfloat16}
+    assert codec_in == {torch.float32}
+    assert audio.dtype == song.dtype == torch.float32
+    assert torch.isfinite(audio).all() and torch.isfinite(song).all()

@@ -57,6 +57,8 @@ def evaluate(
 
     Example: jen1 eval generated/ reference/ --prompts prompts.jsonl -o eval.json
     """
+    from transformers.utils import logging as hf_logging
+
     from jen1cli.audio import atomic_write
     from jen1cli.evaluation.metrics import EvalOptions
     from jen1cli.evaluation.metrics import evaluate as run_evaluation
@@ -75,6 +77,8 @@ def evaluate(
         classifier_model=classifier_model,
         device=resolve_device(device),
     )
+    hf_logging.disable_progress_bar()  # our own bars speak for the work
+    hf_logging.set_verbosity_error()
     with progress_bars(quiet) as callback:
         report = run_evaluation(generated_dir, reference_dir, prompts, options, callback)
     report["jen1_version"] = __version__

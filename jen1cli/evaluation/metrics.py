@@ -43,7 +43,8 @@ class EvalOptions:
 
 
 def list_audio(folder: Path) -> list[Path]:
-    """Audio files under ``folder`` (recursively), sorted; refuses a folder without any."""
+    """Audio files under ``folder`` (recursively), sorted; refuses a folder without any, and two
+    files that differ only in their extension (they would claim the same name)."""
     if not folder.is_dir():
         raise EvaluationError(f"{folder} is not a folder: give a folder of audio files")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
@@ -51,41 +52,90 @@ def list_audio(folder: Path) -> list[Path]:
         raise EvaluationError(
             f"{folder} holds no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})"
         )
+    seen: dict[str, Path] = {}
+    for f in files:
+        key = clip_key(f, folder)
+        if key in seen:
+            raise EvaluationError(
+                f"{seen[key].name} and {f.name} in {f.parent} share a name: keep one of them"
+            )
+        seen[key] = f
     return files
 
 
-def read_prompts(files: list[Path], prompts_file: Path | None) -> dict[Path, str]:
-    """Each generated file's prompt: from ``prompts_file`` (JSON lines with ``file_name`` and
-    ``text``), else from the ``<file>.json`` sidecar that `jen1 generate` writes, else from a
-    ``metadata.jsonl`` beside the files."""
-    found: dict[Path, str] = {}
+def clip_key(path: Path, folder: Path) -> str:
+    """A clip's name within its folder: the relative path without the extension."""
+    return path.relative_to(folder).with_suffix("").as_posix()
+
+
+def _json_rows(path: Path) -> list[dict]:
+    """The objects of a JSON-lines file, or a one-line error that names the bad line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise EvaluationError(f"{path} is not UTF-8 text: save it as UTF-8") from err
+    rows = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise EvaluationError(f"{path} line {n} is not valid JSON: {err.msg}") from err
+        if not isinstance(row, dict):
+            raise EvaluationError(f"{path} line {n} is not a JSON object")
+        rows.append(row)
+    return rows
+
+
+def _sidecar_prompt(sidecar: Path) -> str | None:
+    try:
+        record = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise EvaluationError(
+            f"{sidecar} is not a JSON sidecar: fix or remove it, or pass --prompts"
+        ) from err
+    prompt = record.get("prompt") if isinstance(record, dict) else None
+    return prompt if isinstance(prompt, str) else None
+
+
+def read_prompts(files: list[Path], folder: Path, prompts_file: Path | None) -> dict[Path, str]:
+    """Each generated file's prompt: from ``prompts_file`` (JSON lines with ``file_name``, the
+    path relative to the folder, and ``text``), else from the ``<file>.json`` sidecar that
+    `jen1 generate` writes, else from a ``metadata.jsonl`` beside the files."""
     if prompts_file is not None:
         by_name = {}
-        for n, line in enumerate(prompts_file.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                by_name[Path(row["file_name"]).name] = str(row["text"])
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise EvaluationError(
-                    f"{prompts_file} line {n} is not a JSON object with file_name and text"
-                ) from err
-        return {f: by_name[f.name] for f in files if f.name in by_name}
+        for n, row in enumerate(_json_rows(prompts_file), 1):
+            if "file_name" not in row or "text" not in row:
+                raise EvaluationError(f"{prompts_file} row {n} lacks file_name or text")
+            by_name[Path(str(row["file_name"])).as_posix()] = str(row["text"])
+        names = {f: f.relative_to(folder).as_posix() for f in files}
+        return {f: by_name[name] for f, name in names.items() if name in by_name}
+    found: dict[Path, str] = {}
     for f in files:
         sidecar = f.with_suffix(f.suffix + ".json")
-        if sidecar.is_file():
-            prompt = json.loads(sidecar.read_text()).get("prompt")
-            if isinstance(prompt, str):
-                found[f] = prompt
+        if sidecar.is_file() and (prompt := _sidecar_prompt(sidecar)) is not None:
+            found[f] = prompt
     for meta in {f.parent / "metadata.jsonl" for f in files if f not in found}:
         if meta.is_file():
-            rows = [json.loads(x) for x in meta.read_text().splitlines() if x.strip()]
-            texts = {r.get("file_name"): r.get("text") for r in rows}
+            texts = {r.get("file_name"): r.get("text") for r in _json_rows(meta)}
             for f in files:
                 if f.parent == meta.parent and f not in found and texts.get(f.name):
                     found[f] = str(texts[f.name])
     return found
+
+
+def _check_folders(generated: Path, reference: Path, metrics: tuple[str, ...]) -> None:
+    """FAD and KL compare two sets: the same folder, or one inside the other, would score a
+    perfect match or mix the sets."""
+    if not {"fad", "kl"} & set(metrics):
+        return
+    a, b = generated.resolve(), reference.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        raise EvaluationError(
+            f"{generated} and {reference} are the same folder or one holds the other: "
+            "give two separate folders"
+        )
 
 
 def _embed_all(embedder, files: list[Path], stage: str, progress: ProgressCallback) -> Tensor:
@@ -125,15 +175,19 @@ def evaluate(
             f"unknown --embedding '{options.embedding}': choose clap or encodec"
             + (hint if options.embedding.lower() == "vggish" else "")
         )
+    _check_folders(generated_dir, reference_dir, options.metrics)
     generated, reference = list_audio(generated_dir), list_audio(reference_dir)
-    prompts = read_prompts(generated, prompts_file) if "clap" in options.metrics else {}
+    prompts = (
+        read_prompts(generated, generated_dir, prompts_file) if "clap" in options.metrics else {}
+    )
     if "clap" in options.metrics and not prompts:
         raise EvaluationError(
             "the CLAP score needs the prompts: pass --prompts prompts.jsonl (file_name, text), "
             "keep `jen1 generate`'s .json sidecars beside the audio, or leave clap out of --metrics"
         )
-    ref_by_stem = {r.stem: r for r in reference}
-    pairs = [(g, ref_by_stem[g.stem]) for g in generated if g.stem in ref_by_stem]
+    ref_by_key = {clip_key(r, reference_dir): r for r in reference}
+    keys = {g: clip_key(g, generated_dir) for g in generated}
+    pairs = [(g, ref_by_key[keys[g]]) for g in generated if keys[g] in ref_by_key]
     if "kl" in options.metrics and not pairs:
         raise EvaluationError(
             "the KL pairs each generated file with the reference of the same name, and no names "
@@ -155,6 +209,19 @@ def evaluate(
         )
         gen = _embed_all(embedder, generated, "embed generated", progress)
         ref = _embed_all(embedder, reference, "embed reference", progress)
+        for name, emb in (("generated", gen), ("reference", ref)):
+            if len(emb) < 2:
+                raise EvaluationError(
+                    f"FAD needs at least 2 {options.embedding} embeddings per set and the "
+                    f"{name} audio gives {len(emb)}: add files (CLAP embeds one per 10 s), or "
+                    "use --embedding encodec (one per latent frame)"
+                )
+            if len(emb) <= emb.shape[1]:
+                options.notes.append(
+                    f"FAD: {len(emb)} {name} embeddings for {emb.shape[1]} dimensions: the "
+                    "covariance is singular and FAD is biased upwards; compare only runs with "
+                    "equal counts, or add audio"
+                )
         report["fad"] = {
             "value": frechet_distance_of(gen, ref),
             "embedding": options.embedding,
@@ -175,7 +242,7 @@ def evaluate(
             "value": sum(values) / len(values),
             "model": classifier.name,
             "pairs": len(values),
-            "per_file": {g.name: v for (g, _), v in zip(pairs, values, strict=True)},
+            "per_file": {keys[g]: v for (g, _), v in zip(pairs, values, strict=True)},
         }
     if "clap" in options.metrics:
         files = [f for f in generated if f in prompts]
@@ -190,7 +257,7 @@ def evaluate(
             "value": sum(scores) / len(scores),
             "model": clap.name,
             "files": len(scores),
-            "per_file": {f.name: s for f, s in zip(files, scores, strict=True)},
+            "per_file": {keys[f]: s for f, s in zip(files, scores, strict=True)},
         }
         if len(files) < len(generated):
             options.notes.append(f"{len(generated) - len(files)} generated file(s) had no prompt")

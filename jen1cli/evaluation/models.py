@@ -85,6 +85,9 @@ class Clap:
             truncation="fusion" if fused else "rand_trunc",
             padding="repeatpad",
         )
+        # With fusion, the extractor marks one random input as "longer" when none is; none is
+        # (windows ≤ 10 s), and a random flag would make the embeddings random too.
+        inputs["is_longer"][:] = False
         out = self.model.get_audio_features(**{k: v.to(self.device) for k, v in inputs.items()})
         return torch.nn.functional.normalize(_pooled(out).float(), dim=-1).cpu()
 
@@ -127,9 +130,22 @@ class Encodec:
 
     @torch.no_grad()
     def embed_audio(self, audio: Tensor) -> Tensor:
-        """[C, N] at ``sample_rate`` (C = the model's channels) → [frames, D]."""
-        frames = self.model.encoder(audio[None].to(self.device))  # [1, D, T]
-        return frames[0].T.float().cpu()
+        """[C, N] at ``sample_rate`` (C = the model's channels) → [frames, D].
+
+        Chunk by chunk as EnCodec encodes (1 s for the 48 kHz model, each chunk divided by its RMS
+        when the model normalises, which its encoder was trained on); that also bounds memory.
+        Models without chunking get 10 s pieces, which only bounds memory.
+        """
+        config = self.model.config
+        size = config.chunk_length or round(10 * self.sample_rate)
+        out = []
+        for start in range(0, audio.shape[-1], size):
+            chunk = audio[None, :, start : start + size].to(self.device)
+            if config.normalize:
+                scale = chunk.mean(1, keepdim=True).pow(2).mean(2, keepdim=True).sqrt() + 1e-8
+                chunk = chunk / scale
+            out.append(self.model.encoder(chunk)[0].T)  # [frames, D]
+        return torch.cat(out).float().cpu()
 
 
 @dataclass
@@ -164,6 +180,9 @@ class AudioSetClassifier:
         """[C, N] at ``sample_rate`` → [labels], the softmax over the label logits, averaged over
         the clip's windows (a distribution, so the KL between two clips is defined)."""
         windows = [_mono(w) for w in _windows(audio, self.sample_rate, self.window_seconds)]
+        # the filterbank needs a few frames (25 ms each): pad a tiny clip with silence
+        shortest = self.sample_rate // 10
+        windows = [np.pad(w, (0, max(0, shortest - len(w)))) for w in windows]
         inputs = self.features(windows, sampling_rate=self.sample_rate, return_tensors="pt")
         logits = self.model(**{k: v.to(self.device) for k, v in inputs.items()}).logits
         return logits.float().softmax(-1).mean(0).cpu()
