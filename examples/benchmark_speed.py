@@ -262,6 +262,27 @@ def stage(
     }
 
 
+def text_stage(
+    seconds: float,
+    cpu_seconds: float,
+    audio_seconds: float,
+    repeats: int,
+    tokens: int,
+    note: str = "",
+) -> dict[str, Any]:
+    """The text-encoding stage: one prompt, timed whole (never extrapolated)."""
+    return stage(
+        seconds,
+        audio_seconds,
+        measured_seconds=seconds,
+        measured_units=1,
+        total_units=1,
+        unit="prompt",
+        measured_cpu_seconds=cpu_seconds,
+        method=f"median of {repeats} encodings of {tokens} tokens{note}",
+    )
+
+
 def free(*objs: Any) -> None:
     """Drop references and return the memory, so the next model starts from a clean process."""
     del objs
@@ -531,15 +552,8 @@ def bench_jen1(settings: Settings, clock: Clock) -> dict[str, Any]:
         },
         "build_seconds": build_seconds,
         "stages": {
-            "text_encoding": stage(
-                text_s,
-                secs,
-                measured_seconds=text_s,
-                measured_units=1,
-                total_units=1,
-                unit="prompt",
-                measured_cpu_seconds=text_cpu,
-                method=f"median of {settings.text_repeats} encodings of {PROMPT_TOKENS} tokens",
+            "text_encoding": text_stage(
+                text_s, text_cpu, secs, settings.text_repeats, PROMPT_TOKENS
             ),
             "denoising": stage(
                 denoise_s,
@@ -787,15 +801,8 @@ def bench_musicgen(size: str, settings: Settings, clock: Clock) -> dict[str, Any
         },
         "build_seconds": build_seconds,
         "stages": {
-            "text_encoding": stage(
-                text_s,
-                secs,
-                measured_seconds=text_s,
-                measured_units=1,
-                total_units=1,
-                unit="prompt",
-                measured_cpu_seconds=text_cpu,
-                method=f"median of {settings.text_repeats} encodings of {PROMPT_TOKENS} tokens",
+            "text_encoding": text_stage(
+                text_s, text_cpu, secs, settings.text_repeats, PROMPT_TOKENS
             ),
             "denoising": stage(
                 gen_s,
@@ -1027,16 +1034,8 @@ def bench_stable_audio(settings: Settings, clock: Clock) -> dict[str, Any]:
         },
         "build_seconds": build_seconds,
         "stages": {
-            "text_encoding": stage(
-                text_s,
-                secs,
-                measured_seconds=text_s,
-                measured_units=1,
-                total_units=1,
-                unit="prompt",
-                measured_cpu_seconds=text_cpu,
-                method=f"median of {settings.text_repeats} encodings of {SAO_PROMPT_TOKENS} "
-                "tokens (padded)",
+            "text_encoding": text_stage(
+                text_s, text_cpu, secs, settings.text_repeats, SAO_PROMPT_TOKENS, " (padded)"
             ),
             "denoising": stage(
                 denoise_measured / n_run * SAO_STEPS,

@@ -76,30 +76,17 @@ def test_kl_divergence_is_zero_for_equal_distributions_and_positive_otherwise():
 
 
 # --- the command on tiny random models ---------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_eval_models(tmp_path_factory) -> dict[str, Path]:
-    """Tiny random CLAP, AST and EnCodec folders, saved like Hub snapshots (offline)."""
-    from transformers import (
-        ASTConfig,
-        ASTFeatureExtractor,
-        ASTForAudioClassification,
-        ByT5Tokenizer,
-        ClapAudioConfig,
-        ClapConfig,
-        ClapFeatureExtractor,
-        ClapModel,
-        ClapTextConfig,
-        EncodecModel,
-    )
+def _tiny_clap(enable_fusion: bool = False):
+    """A random CLAP a few kilobytes large (HTSAT audio tower, RoBERTa text tower)."""
+    from transformers import ClapAudioConfig, ClapConfig, ClapModel, ClapTextConfig
 
-    root = tmp_path_factory.mktemp("eval-models")
-    torch.manual_seed(0)
     audio = ClapAudioConfig(
         depths=[1, 1],
         num_attention_heads=[2, 2],
         patch_embeds_hidden_size=16,
         hidden_size=32,
         projection_dim=16,
+        enable_fusion=enable_fusion,
     )
     text = ClapTextConfig(
         vocab_size=400,
@@ -110,7 +97,24 @@ def tiny_eval_models(tmp_path_factory) -> dict[str, Path]:
         max_position_embeddings=128,
         projection_dim=16,
     )
-    clap = ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict()))
+    return ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict())).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_eval_models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random CLAP, AST and EnCodec folders, saved like Hub snapshots (offline)."""
+    from transformers import (
+        ASTConfig,
+        ASTFeatureExtractor,
+        ASTForAudioClassification,
+        ByT5Tokenizer,
+        ClapFeatureExtractor,
+        EncodecModel,
+    )
+
+    root = tmp_path_factory.mktemp("eval-models")
+    torch.manual_seed(0)
+    clap = _tiny_clap()
     clap.save_pretrained(root / "clap")
     ClapFeatureExtractor().save_pretrained(root / "clap")
     ByT5Tokenizer().save_pretrained(root / "clap")
@@ -310,26 +314,12 @@ def test_kl_handles_a_clip_shorter_than_the_classifier_frame(tiny_eval_models):
 
 def test_fused_clap_embeddings_are_deterministic(tmp_path):
     """A fusion CLAP's extractor would flag a random window as "longer"; we never let it."""
-    from transformers import ClapAudioConfig, ClapConfig, ClapModel, ClapTextConfig
+    from transformers import ByT5Tokenizer, ClapFeatureExtractor
 
     from jen1cli.evaluation.models import Clap
 
     torch.manual_seed(0)
-    audio = ClapAudioConfig(
-        depths=[1, 1],
-        num_attention_heads=[2, 2],
-        patch_embeds_hidden_size=16,
-        hidden_size=32,
-        projection_dim=16,
-        enable_fusion=True,
-    )
-    text = ClapTextConfig(
-        vocab_size=400, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=128, projection_dim=16,
-    )  # fmt: skip
-    from transformers import ByT5Tokenizer, ClapFeatureExtractor
-
-    model = ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict())).eval()
+    model = _tiny_clap(enable_fusion=True)
     clap = Clap(model, ClapFeatureExtractor(), ByT5Tokenizer(), "tiny-fused")
     x = torch.randn(1, 25 * 48_000) * 0.1  # three windows: 10 + 10 + 5 s
     first = clap.embed_audio(x)

@@ -155,13 +155,12 @@ def default_model() -> str:
     )
 
 
-DTYPES = ("fp32", "bf16", "fp16")
-
-
 def check_dtype(dtype: str, device: str) -> str:
     """Refuse an unknown precision, and fp16 where it has no fast kernels (CPUs)."""
+    from jen1cli.pipeline import Jen1Pipeline
+
     dtype = dtype.lower()
-    if dtype not in DTYPES:
+    if dtype not in Jen1Pipeline.UNET_DTYPES:
         raise BadInput(f"unknown --dtype '{dtype}': choose fp32, bf16 or fp16")
     if dtype == "fp16" and device == "cpu":
         raise BadInput(

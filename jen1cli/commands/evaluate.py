@@ -18,6 +18,7 @@ from jen1cli.commands.common import (
     progress_bars,
     resolve_device,
 )
+from jen1cli.evaluation import DEFAULT_CLAP, DEFAULT_CLASSIFIER, DEFAULT_ENCODEC
 
 
 def evaluate(
@@ -37,15 +38,15 @@ def evaluate(
     embedding: Annotated[
         str, typer.Option("--embedding", help="FAD embedding: clap or encodec.")
     ] = "clap",
-    clap_model: Annotated[str, typer.Option("--clap-model", help="CLAP repo id or folder.")] = (
-        "laion/larger_clap_music"
-    ),
+    clap_model: Annotated[
+        str, typer.Option("--clap-model", help="CLAP repo id or folder.")
+    ] = DEFAULT_CLAP,
     encodec_model: Annotated[
         str, typer.Option("--encodec-model", help="EnCodec repo id or folder.")
-    ] = "facebook/encodec_48khz",
+    ] = DEFAULT_ENCODEC,
     classifier_model: Annotated[
         str, typer.Option("--classifier", help="AudioSet classifier repo id or folder.")
-    ] = "MIT/ast-finetuned-audioset-10-10-0.4593",
+    ] = DEFAULT_CLASSIFIER,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="JSON report.", dir_okay=False)
     ] = Path("eval.json"),

@@ -19,8 +19,9 @@ import torch
 from torch import Tensor
 
 from jen1cli.audio import load_audio
-from jen1cli.evaluation import models
+from jen1cli.evaluation import DEFAULT_CLAP, DEFAULT_CLASSIFIER, DEFAULT_ENCODEC, models
 from jen1cli.evaluation.frechet import frechet_distance_of
+from jen1cli.jsonl import read_json_lines
 from jen1cli.progress import ProgressCallback, no_progress
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus"}
@@ -35,9 +36,9 @@ class EvaluationError(ValueError):
 class EvalOptions:
     metrics: tuple[str, ...] = METRICS
     embedding: str = "clap"  # FAD embedding: clap or encodec
-    clap_model: str = models.DEFAULT_CLAP
-    encodec_model: str = models.DEFAULT_ENCODEC
-    classifier_model: str = models.DEFAULT_CLASSIFIER
+    clap_model: str = DEFAULT_CLAP
+    encodec_model: str = DEFAULT_ENCODEC
+    classifier_model: str = DEFAULT_CLASSIFIER
     device: str = "cpu"
     notes: list[str] = field(default_factory=list)
 
@@ -68,26 +69,6 @@ def clip_key(path: Path, folder: Path) -> str:
     return path.relative_to(folder).with_suffix("").as_posix()
 
 
-def _json_rows(path: Path) -> list[dict]:
-    """The objects of a JSON-lines file, or a one-line error that names the bad line."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise EvaluationError(f"{path} is not UTF-8 text: save it as UTF-8") from err
-    rows = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise EvaluationError(f"{path} line {n} is not valid JSON: {err.msg}") from err
-        if not isinstance(row, dict):
-            raise EvaluationError(f"{path} line {n} is not a JSON object")
-        rows.append(row)
-    return rows
-
-
 def _sidecar_prompt(sidecar: Path) -> str | None:
     try:
         record = json.loads(sidecar.read_text(encoding="utf-8"))
@@ -105,7 +86,7 @@ def read_prompts(files: list[Path], folder: Path, prompts_file: Path | None) -> 
     `jen1 generate` writes, else from a ``metadata.jsonl`` beside the files."""
     if prompts_file is not None:
         by_name = {}
-        for n, row in enumerate(_json_rows(prompts_file), 1):
+        for n, row in enumerate(read_json_lines(prompts_file, EvaluationError), 1):
             if "file_name" not in row or "text" not in row:
                 raise EvaluationError(f"{prompts_file} row {n} lacks file_name or text")
             by_name[Path(str(row["file_name"])).as_posix()] = str(row["text"])
@@ -118,7 +99,9 @@ def read_prompts(files: list[Path], folder: Path, prompts_file: Path | None) -> 
             found[f] = prompt
     for meta in {f.parent / "metadata.jsonl" for f in files if f not in found}:
         if meta.is_file():
-            texts = {r.get("file_name"): r.get("text") for r in _json_rows(meta)}
+            texts = {
+                r.get("file_name"): r.get("text") for r in read_json_lines(meta, EvaluationError)
+            }
             for f in files:
                 if f.parent == meta.parent and f not in found and texts.get(f.name):
                     found[f] = str(texts[f.name])
@@ -138,14 +121,16 @@ def _check_folders(generated: Path, reference: Path, metrics: tuple[str, ...]) -
         )
 
 
-def _embed_all(embedder, files: list[Path], stage: str, progress: ProgressCallback) -> Tensor:
+def _embed_each(
+    embedder, files: list[Path], stage: str, progress: ProgressCallback
+) -> dict[Path, Tensor]:
+    """Each file's embeddings [n, D], in the embedder's rate and channels."""
     channels = getattr(embedder, "channels", 1)
-    out = []
+    out = {}
     for i, path in enumerate(files):
-        audio, _ = load_audio(path, embedder.sample_rate, channels)
-        out.append(embedder.embed_audio(audio))
+        out[path] = embedder.embed_audio(load_audio(path, embedder.sample_rate, channels)[0])
         progress(stage, i + 1, len(files))
-    return torch.cat(out)
+    return out
 
 
 def kl_divergence(p_ref: Tensor, p_gen: Tensor, eps: float = 1e-8) -> float:
@@ -201,65 +186,100 @@ def evaluate(
     clap = None
     if "clap" in options.metrics or ("fad" in options.metrics and options.embedding == "clap"):
         clap = models.Clap.load(options.clap_model, options.device)
+    generated_clap: dict[Path, Tensor] = {}  # FAD's CLAP embeddings, reused by the CLAP score
     if "fad" in options.metrics:
         embedder = (
             clap
             if options.embedding == "clap"
             else models.Encodec.load(options.encodec_model, options.device)
         )
-        gen = _embed_all(embedder, generated, "embed generated", progress)
-        ref = _embed_all(embedder, reference, "embed reference", progress)
-        for name, emb in (("generated", gen), ("reference", ref)):
-            if len(emb) < 2:
-                raise EvaluationError(
-                    f"FAD needs at least 2 {options.embedding} embeddings per set and the "
-                    f"{name} audio gives {len(emb)}: add files (CLAP embeds one per 10 s), or "
-                    "use --embedding encodec (one per latent frame)"
-                )
-            if len(emb) <= emb.shape[1]:
-                options.notes.append(
-                    f"FAD: {len(emb)} {name} embeddings for {emb.shape[1]} dimensions: the "
-                    "covariance is singular and FAD is biased upwards; compare only runs with "
-                    "equal counts, or add audio"
-                )
-        report["fad"] = {
-            "value": frechet_distance_of(gen, ref),
-            "embedding": options.embedding,
-            "model": embedder.name,
-            "embeddings": {"generated": len(gen), "reference": len(ref)},
-        }
+        gen = _embed_each(embedder, generated, "embed generated", progress)
+        if embedder is clap:
+            generated_clap = gen
+        report["fad"] = _fad(gen, embedder, reference, options, progress)
     if "kl" in options.metrics:
-        classifier = models.AudioSetClassifier.load(options.classifier_model, options.device)
-        values = []
-        for i, (g, r) in enumerate(pairs):
-            dists = [
-                classifier.label_distribution(load_audio(p, classifier.sample_rate, 1)[0])
-                for p in (r, g)
-            ]
-            values.append(kl_divergence(*dists))
-            progress("classify", i + 1, len(pairs))
-        report["kl"] = {
-            "value": sum(values) / len(values),
-            "model": classifier.name,
-            "pairs": len(values),
-            "per_file": {keys[g]: v for (g, _), v in zip(pairs, values, strict=True)},
-        }
+        report["kl"] = _kl(pairs, keys, options, progress)
     if "clap" in options.metrics:
         files = [f for f in generated if f in prompts]
-        scores = []
-        for i, f in enumerate(files):
-            audio = torch.nn.functional.normalize(
-                clap.embed_audio(load_audio(f, clap.sample_rate, 1)[0]).mean(0), dim=-1
-            )
-            scores.append(float(audio @ clap.embed_text([prompts[f]])[0]))
-            progress("clap score", i + 1, len(files))
-        report["clap_score"] = {
-            "value": sum(scores) / len(scores),
-            "model": clap.name,
-            "files": len(scores),
-            "per_file": {keys[f]: s for f, s in zip(files, scores, strict=True)},
-        }
+        missing = [f for f in files if f not in generated_clap]
+        generated_clap.update(_embed_each(clap, missing, "embed generated", progress))
+        report["clap_score"] = _clap_score(clap, files, generated_clap, prompts, keys, progress)
         if len(files) < len(generated):
             options.notes.append(f"{len(generated) - len(files)} generated file(s) had no prompt")
     report["notes"] = list(options.notes)
     return report
+
+
+def _fad(
+    generated: dict[Path, Tensor],
+    embedder,
+    reference: list[Path],
+    options: EvalOptions,
+    progress: ProgressCallback,
+) -> dict:
+    gen = torch.cat(list(generated.values()))
+    ref = torch.cat(list(_embed_each(embedder, reference, "embed reference", progress).values()))
+    for name, emb in (("generated", gen), ("reference", ref)):
+        if len(emb) < 2:
+            raise EvaluationError(
+                f"FAD needs at least 2 {options.embedding} embeddings per set and the "
+                f"{name} audio gives {len(emb)}: add files (CLAP embeds one per 10 s), or "
+                "use --embedding encodec (one per latent frame)"
+            )
+        if len(emb) <= emb.shape[1]:
+            options.notes.append(
+                f"FAD: {len(emb)} {name} embeddings for {emb.shape[1]} dimensions: the "
+                "covariance is singular and FAD is biased upwards; compare only runs with "
+                "equal counts, or add audio"
+            )
+    return {
+        "value": frechet_distance_of(gen, ref),
+        "embedding": options.embedding,
+        "model": embedder.name,
+        "embeddings": {"generated": len(gen), "reference": len(ref)},
+    }
+
+
+def _kl(
+    pairs: list[tuple[Path, Path]],
+    keys: dict[Path, str],
+    options: EvalOptions,
+    progress: ProgressCallback,
+) -> dict:
+    classifier = models.AudioSetClassifier.load(options.classifier_model, options.device)
+    values = []
+    for i, (g, r) in enumerate(pairs):
+        dists = [
+            classifier.label_distribution(load_audio(p, classifier.sample_rate, 1)[0])
+            for p in (r, g)
+        ]
+        values.append(kl_divergence(*dists))
+        progress("classify", i + 1, len(pairs))
+    return {
+        "value": sum(values) / len(values),
+        "model": classifier.name,
+        "pairs": len(values),
+        "per_file": {keys[g]: v for (g, _), v in zip(pairs, values, strict=True)},
+    }
+
+
+def _clap_score(
+    clap,
+    files: list[Path],
+    embeddings: dict[Path, Tensor],
+    prompts: dict[Path, str],
+    keys: dict[Path, str],
+    progress: ProgressCallback,
+) -> dict:
+    """Cosine of each file's mean (re-normalised) window embedding with its prompt's."""
+    scores = []
+    for i, f in enumerate(files):
+        audio = torch.nn.functional.normalize(embeddings[f].mean(0), dim=-1)
+        scores.append(float(audio @ clap.embed_text([prompts[f]])[0]))
+        progress("clap score", i + 1, len(files))
+    return {
+        "value": sum(scores) / len(scores),
+        "model": clap.name,
+        "files": len(scores),
+        "per_file": {keys[f]: s for f, s in zip(files, scores, strict=True)},
+    }

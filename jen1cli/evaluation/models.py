@@ -17,11 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from jen1cli.evaluation import DEFAULT_CLAP, DEFAULT_CLASSIFIER, DEFAULT_ENCODEC
 from jen1cli.model import ModelNotFoundError
 
-DEFAULT_CLAP = "laion/larger_clap_music"
-DEFAULT_ENCODEC = "facebook/encodec_48khz"
-DEFAULT_CLASSIFIER = "MIT/ast-finetuned-audioset-10-10-0.4593"
 EMBEDDINGS = ("clap", "encodec")
 CLAP_WINDOW_S = 10.0  # CLAP's training clips; longer audio is embedded window by window
 

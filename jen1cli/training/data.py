@@ -16,7 +16,6 @@ indices work too and use the dataset's own ``set_epoch`` value.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import random
@@ -35,6 +34,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from jen1cli.audio import AudioError, audio_info, read_audio_segment
+from jen1cli.jsonl import read_json_lines
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def read_metadata(data_dir: str | Path) -> list[dict[str, Any]]:
     if jsonl.is_file():
         if csv_path.is_file():
             logger.warning("both metadata.jsonl and metadata.csv in %s: using the .jsonl", data_dir)
-        rows = _read_jsonl(jsonl)
+        rows = read_json_lines(jsonl, DatasetError)
     elif csv_path.is_file():
         rows = _read_csv(csv_path)
     else:
@@ -88,21 +88,6 @@ def read_metadata(data_dir: str | Path) -> list[dict[str, Any]]:
     for number, row in enumerate(rows, 1):
         if not isinstance(row.get("file_name"), str) or not row["file_name"]:
             raise DatasetError(f"metadata row {number} has no file_name: expected {_EXPECTED}")
-    return rows
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DatasetError(f"{path}, line {number}: not valid JSON ({err.msg})") from err
-        if not isinstance(row, dict):
-            raise DatasetError(f"{path}, line {number}: expected a JSON object")
-        rows.append(row)
     return rows
 
 

@@ -291,7 +291,8 @@ class _Loop:
             self.sampler.set_epoch(self.sampler.epoch + 1)
 
     def _out_of_time(self) -> bool:
-        """Past --max-minutes: save, and end the stage as finished (it still exports)."""
+        """Past --max-minutes: save and end the stage early (it still exports, and stays
+        unfinished, so --resume continues it)."""
         if self.deadline is None:
             return False
         # every process must agree, or one would wait forever in the next collective
