@@ -1484,7 +1484,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for name in args.only:
             log(f"{name} ...")
             t0, load = time.perf_counter(), _loadavg()
-            result = runners[name]()
+            try:
+                result = runners[name]()
+            except Exception as error:  # one model's failure must not lose the others' figures
+                import traceback
+
+                log(traceback.format_exc())
+                result = {"skipped": f"failed: {type(error).__name__}: {error}"}
+                free()
             result["load_average"] = {"before": load, "after": _loadavg()}
             result["wall_seconds_in_benchmark"] = time.perf_counter() - t0
             result["settings"] = settings.to_dict()

@@ -113,3 +113,18 @@ def test_merge_refuses_other_settings_and_copies_skipped_models(bench, tmp_path)
     other = {"machine": dict(machine), "settings": {**settings, "seconds": 5.0}, "models": {}}
     with pytest.raises(SystemExit, match="seconds"):
         bench.merge_earlier(other, earlier, [])
+
+
+def test_a_failing_model_is_reported_and_the_others_still_run(bench, tmp_path, monkeypatch):
+    """One peer that breaks (a library version, out of memory) must not lose the other figures."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(bench, "bench_stable_audio", broken)
+    out = tmp_path / "bench.json"
+    only = "musicgen-small,stable-audio-open"
+    bench.main(["--tiny", "--seconds", "1", "--only", only, "--out", str(out)])
+    models = json.loads(out.read_text())["models"]
+    assert models["stable-audio-open"]["skipped"] == "failed: RuntimeError: CUDA out of memory"
+    assert _positive(models["musicgen-small"]["stages"]["decoding"]["seconds"])
