@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -332,3 +333,26 @@ def test_rerunning_a_stage_makes_the_later_stages_rerun(prepared):
     opts = options(prepared, "rerun", stage="autoencoder", max_steps=3)
     train(opts, TrainHooks(log=lambda line: None))
     assert not (run / "checkpoints" / "whitening.done").exists()
+
+
+@pytest.mark.slow
+def test_diffusion_trains_under_bf16_autocast_and_keeps_float32_weights(prepared):
+    """`--mixed-precision bf16`, as a GPU run uses it: finite losses, float32 master weights.
+
+    A process of its own: accelerate fixes the precision once per process.
+    """
+    run = prepared / "bf16"
+    shutil.copytree(prepared / "base", run)
+    cmd = [sys.executable, "-m", "jen1cli", "train", str(prepared / "data"), "--output", str(run)]
+    cmd += ["--stage", "diffusion", "--resume", "--mixed-precision", "bf16", "--max-steps", "2"]
+    cmd += ["--batch-size", "2", "--seconds", "0.5", "--log-every", "1", "--warmup-steps", "0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    losses = [float(m) for m in re.findall(r"diffusion step \d+/2: loss ([0-9.e+-]+)", out)]
+    assert len(losses) == 2 and all(np.isfinite(losses)), out[-2000:]
+    weights = load_file(run / "unet.safetensors")
+    assert {t.dtype for t in weights.values()} == {torch.float32}
+    before = load_file(prepared / "base" / "unet.safetensors")
+    assert any(not torch.equal(weights[k], before[k]) for k in before)  # it did train

