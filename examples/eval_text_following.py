@@ -8,7 +8,10 @@ compared with the row's labels. Three columns put the score in context:
 - **matched**: each clip against the labels of the prompt it was generated from;
 - **shuffled**: each clip against the labels of another row (a fixed-seed derangement), i.e. the
   same model's score on shuffled prompts — the chance baseline;
-- **real-audio ceiling**: the same estimators on the held-out recordings against their own labels.
+- **real-audio ceiling**: the same estimators on the held-out recordings against their own labels;
+- **through the autoencoder**: the held-out recordings encoded and decoded by the model's own
+  autoencoder and whitening — the best any generator on these latents can score, since every
+  generated clip goes through that decoder.
 
 A caption may leave out the tempo or the key (the data recipe drops each 10 % of the time), so a
 metric counts only rows whose caption states that attribute; rows that do not are still generated
@@ -158,10 +161,21 @@ def real_audio(heldout: Path, row: dict, seconds: float) -> tuple[np.ndarray, in
     return audio[: round(seconds * sr)].T, sr
 
 
+def codec_audio(pipe, heldout: Path, row: dict, seconds: float) -> np.ndarray:
+    """A held-out recording's first ``seconds`` through the model's autoencoder and whitening."""
+    from jen1cli.audio import load_audio
+
+    sr = pipe.sample_rate
+    channels = pipe.model.config.autoencoder.audio_channels
+    audio, _ = load_audio(heldout / row["file_name"], sr, channels)
+    audio = audio[:, : round(seconds * sr)]
+    return pipe.decode(pipe.encode(audio[None]), audio.shape[-1])[0].cpu().numpy()
+
+
 def table(totals: dict) -> str:
     """The results as a plain-text table: one row per metric, one column per comparison."""
-    cols = ("matched", "shuffled", "all_pairs", "ceiling")
-    heads = ("matched", "shuffled", "(all pairs)", "real-audio ceiling")
+    cols = ("matched", "shuffled", "all_pairs", "codec", "ceiling")
+    heads = ("matched", "shuffled", "(all pairs)", "via autoencoder", "real audio")
     lines = [f"{'metric':<34}" + "".join(f"{h:>20}" for h in heads)]
     for metric, (description, _) in METRICS.items():
         cells = []
@@ -208,6 +222,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--save-audio", type=Path, help="also keep the generated WAVs here")
     p.add_argument("--out", type=Path, default=Path("text_following.json"), help="JSON report")
+    p.add_argument(
+        "--codec-only",
+        action="store_true",
+        help="generate nothing: score only the held-out clips through the autoencoder (and as "
+        "they are), to judge an autoencoder before a diffusion model is trained on it",
+    )
     return p.parse_args(argv)
 
 
@@ -239,49 +259,61 @@ def main(argv: list[str] | None = None) -> None:
     steps = args.steps or diffusion.num_inference_steps
     cfg = diffusion.guidance_scale if args.cfg is None else args.cfg
 
-    log(f"generating {len(rows)} clips of {args.seconds:g} s ({steps} steps, cfg {cfg:g})")
     t_gen = time.perf_counter()
-    clips = generate_clips(pipe, rows, args)
+    clips: list[np.ndarray] = []
+    if not args.codec_only:
+        log(f"generating {len(rows)} clips of {args.seconds:g} s ({steps} steps, cfg {cfg:g})")
+        clips = generate_clips(pipe, rows, args)
     gen_s = time.perf_counter() - t_gen
 
-    log("estimating tempo and key of the generated and the real clips")
+    log("estimating tempo and key of the generated, the real and the autoencoded clips")
     t_an = time.perf_counter()
-    estimates, real = [], []
-    for i, (row, clip) in enumerate(zip(rows, clips, strict=True)):
-        estimates.append(analyse(clip, pipe.sample_rate))
+    estimates, real, codec = [], [], []
+    for i, row in enumerate(rows):
+        if clips:
+            estimates.append(analyse(clips[i], pipe.sample_rate))
         real.append(analyse(*real_audio(args.heldout, row, args.seconds)))
+        codec.append(analyse(codec_audio(pipe, args.heldout, row, args.seconds), pipe.sample_rate))
         if (i + 1) % 10 == 0 or i + 1 == len(rows):
             log(f"  analysed {i + 1}/{len(rows)}")
     analysis_s = time.perf_counter() - t_an
 
     perm = derangement(len(rows), args.shuffle_seed)
+    n = len(estimates)  # 0 with --codec-only: the generated clips' columns stay empty (n/a)
     totals = {
-        "matched": {m: rate(list(zip(estimates, rows, stated, strict=True)), m) for m in METRICS},
+        "matched": {
+            m: rate(list(zip(estimates, rows[:n], stated[:n], strict=True)), m) for m in METRICS
+        },
         "shuffled": {
-            m: rate([(e, rows[j], stated[j]) for e, j in zip(estimates, perm, strict=True)], m)
+            m: rate([(e, rows[j], stated[j]) for e, j in zip(estimates, perm[:n], strict=True)], m)
             for m in METRICS
         },
         "all_pairs": {m: all_pairs_rate(estimates, rows, stated, m) for m in METRICS},
+        "codec": {m: rate(list(zip(codec, rows, stated, strict=True)), m) for m in METRICS},
         "ceiling": {m: rate(list(zip(real, rows, stated, strict=True)), m) for m in METRICS},
     }
     clips_report = []
     for i, row in enumerate(rows):
-        other = rows[perm[i]]
-        clips_report.append(
-            {
-                "id": row_id(row),
-                "prompt": row["text"],
-                "genre": row.get("genre"),
-                "labels": {"bpm": row["bpm"], "key": f"{row['tonic']} {row['mode']}"},
-                "prompt_states": stated[i],
+        clip = {
+            "id": row_id(row),
+            "prompt": row["text"],
+            "genre": row.get("genre"),
+            "labels": {"bpm": row["bpm"], "key": f"{row['tonic']} {row['mode']}"},
+            "prompt_states": stated[i],
+            "real_estimate": {"tempo": round(real[i]["tempo"], 1), "key": real[i]["key"]},
+            "real": compare(real[i], row),
+            "codec_estimate": {"tempo": round(codec[i]["tempo"], 1), "key": codec[i]["key"]},
+            "codec": compare(codec[i], row),
+        }
+        if estimates:
+            other = rows[perm[i]]
+            clip |= {
                 "estimate": {"tempo": round(estimates[i]["tempo"], 1), "key": estimates[i]["key"]},
                 "matched": compare(estimates[i], row),
                 "shuffled_with": row_id(other),
                 "shuffled": compare(estimates[i], other),
-                "real_estimate": {"tempo": round(real[i]["tempo"], 1), "key": real[i]["key"]},
-                "real": compare(real[i], row),
             }
-        )
+        clips_report.append(clip)
     wall = time.perf_counter() - t0
     report = {
         "command": shlex.join(["python", sys.argv[0], *(sys.argv[1:] if argv is None else argv)]),
@@ -293,6 +325,7 @@ def main(argv: list[str] | None = None) -> None:
         "guidance_scale": cfg,
         "scheduler": diffusion.scheduler,
         "seed": args.seed,
+        "codec_only": args.codec_only,
         "shuffle_seed": args.shuffle_seed,
         "batch": args.batch,
         "device": device,
@@ -315,7 +348,9 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"shuffled: each clip vs the labels of another prompt (derangement, seed "
         f"{args.shuffle_seed}); all pairs: the same over every other prompt. "
-        f"{wall:.0f} s in all, {gen_s / len(rows):.1f} s/clip to generate. Report: {args.out}"
+        f"{wall:.0f} s in all"
+        + ("" if args.codec_only else f", {gen_s / len(rows):.1f} s/clip to generate")
+        + f". Report: {args.out}"
     )
 
 
