@@ -1484,6 +1484,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for name in args.only:
             log(f"{name} ...")
             t0, load = time.perf_counter(), _loadavg()
+            failed = False
             try:
                 result = runners[name]()
             except Exception as error:  # one model's failure must not lose the others' figures
@@ -1491,7 +1492,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
                 log(traceback.format_exc())
                 result = {"skipped": f"failed: {type(error).__name__}: {error}"}
-                free()
+                failed = True
+            if failed:
+                free()  # out here: the traceback no longer holds the failed model's frames
+                report.setdefault("failed", []).append(name)
             result["load_average"] = {"before": load, "after": _loadavg()}
             result["wall_seconds_in_benchmark"] = time.perf_counter() - t0
             result["settings"] = settings.to_dict()
@@ -1499,7 +1503,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result["matmul_peak"] = report["matmul_peak"]
             report["models"][name] = result
             gc.collect()
-            log(f"{name}: done in {time.perf_counter() - t0:.1f} s")
+            log(f"{name}: {'failed' if failed else 'done'} in {time.perf_counter() - t0:.1f} s")
     report["load_average_end"] = _loadavg()
     if args.merge:
         merge_earlier(report, args.merge, args.only)
@@ -1525,6 +1529,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.out}")
+    if report.get("failed") and len(report["failed"]) == len(args.only):
+        raise SystemExit(f"every model failed: {', '.join(report['failed'])}")
     return report
 
 

@@ -3,13 +3,13 @@
 For each of the first ``--count`` rows of a held-out split (``metadata.jsonl`` with ``text``,
 ``bpm``, ``tonic``, ``mode``), one clip is generated from the caption; its tempo (librosa beat
 tracking) and key (chroma + Krumhansl–Kessler profiles, ``music_analysis.py``) are estimated and
-compared with the row's labels. Three columns put the score in context:
+compared with the row's labels. Four columns put the score in context:
 
 - **matched**: each clip against the labels of the prompt it was generated from;
 - **shuffled**: each clip against the labels of another row (a fixed-seed derangement), i.e. the
   same model's score on shuffled prompts — the chance baseline;
 - **real-audio ceiling**: the same estimators on the held-out recordings against their own labels;
-- **through the autoencoder**: the held-out recordings encoded and decoded by the model's own
+- **via autoencoder**: the held-out recordings encoded and decoded by the model's own
   autoencoder and whitening — the best any generator on these latents can score, since every
   generated clip goes through that decoder.
 
@@ -161,7 +161,7 @@ def real_audio(heldout: Path, row: dict, seconds: float) -> tuple[np.ndarray, in
     return audio[: round(seconds * sr)].T, sr
 
 
-def codec_audio(pipe, heldout: Path, row: dict, seconds: float) -> np.ndarray:
+def autoencoded_audio(pipe, heldout: Path, row: dict, seconds: float) -> np.ndarray:
     """A held-out recording's first ``seconds`` through the model's autoencoder and whitening."""
     from jen1cli.audio import load_audio
 
@@ -174,7 +174,7 @@ def codec_audio(pipe, heldout: Path, row: dict, seconds: float) -> np.ndarray:
 
 def table(totals: dict) -> str:
     """The results as a plain-text table: one row per metric, one column per comparison."""
-    cols = ("matched", "shuffled", "all_pairs", "codec", "ceiling")
+    cols = ("matched", "shuffled", "all_pairs", "via_autoencoder", "ceiling")
     heads = ("matched", "shuffled", "(all pairs)", "via autoencoder", "real audio")
     lines = [f"{'metric':<34}" + "".join(f"{h:>20}" for h in heads)]
     for metric, (description, _) in METRICS.items():
@@ -228,7 +228,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="generate nothing: score only the held-out clips through the autoencoder (and as "
         "they are), to judge an autoencoder before a diffusion model is trained on it",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.codec_only and args.save_audio:
+        p.error("--save-audio keeps generated clips, and --codec-only generates none: drop one")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -268,12 +271,13 @@ def main(argv: list[str] | None = None) -> None:
 
     log("estimating tempo and key of the generated, the real and the autoencoded clips")
     t_an = time.perf_counter()
-    estimates, real, codec = [], [], []
+    estimates, real, autoencoded = [], [], []
     for i, row in enumerate(rows):
         if clips:
             estimates.append(analyse(clips[i], pipe.sample_rate))
         real.append(analyse(*real_audio(args.heldout, row, args.seconds)))
-        codec.append(analyse(codec_audio(pipe, args.heldout, row, args.seconds), pipe.sample_rate))
+        via = autoencoded_audio(pipe, args.heldout, row, args.seconds)
+        autoencoded.append(analyse(via, pipe.sample_rate))
         if (i + 1) % 10 == 0 or i + 1 == len(rows):
             log(f"  analysed {i + 1}/{len(rows)}")
     analysis_s = time.perf_counter() - t_an
@@ -289,7 +293,9 @@ def main(argv: list[str] | None = None) -> None:
             for m in METRICS
         },
         "all_pairs": {m: all_pairs_rate(estimates, rows, stated, m) for m in METRICS},
-        "codec": {m: rate(list(zip(codec, rows, stated, strict=True)), m) for m in METRICS},
+        "via_autoencoder": {
+            m: rate(list(zip(autoencoded, rows, stated, strict=True)), m) for m in METRICS
+        },
         "ceiling": {m: rate(list(zip(real, rows, stated, strict=True)), m) for m in METRICS},
     }
     clips_report = []
@@ -302,8 +308,11 @@ def main(argv: list[str] | None = None) -> None:
             "prompt_states": stated[i],
             "real_estimate": {"tempo": round(real[i]["tempo"], 1), "key": real[i]["key"]},
             "real": compare(real[i], row),
-            "codec_estimate": {"tempo": round(codec[i]["tempo"], 1), "key": codec[i]["key"]},
-            "codec": compare(codec[i], row),
+            "via_autoencoder_estimate": {
+                "tempo": round(autoencoded[i]["tempo"], 1),
+                "key": autoencoded[i]["key"],
+            },
+            "via_autoencoder": compare(autoencoded[i], row),
         }
         if estimates:
             other = rows[perm[i]]
@@ -321,37 +330,44 @@ def main(argv: list[str] | None = None) -> None:
         "heldout": str(args.heldout),
         "count": len(rows),
         "seconds": args.seconds,
-        "steps": steps,
-        "guidance_scale": cfg,
-        "scheduler": diffusion.scheduler,
-        "seed": args.seed,
         "codec_only": args.codec_only,
-        "shuffle_seed": args.shuffle_seed,
-        "batch": args.batch,
+        # how the clips were generated: null with --codec-only, which generates none
+        **{
+            key: None if args.codec_only else value
+            for key, value in {
+                "steps": steps,
+                "guidance_scale": cfg,
+                "scheduler": diffusion.scheduler,
+                "seed": args.seed,
+                "shuffle_seed": args.shuffle_seed,
+                "batch": args.batch,
+                "generate_s": round(gen_s, 1),
+                "generate_s_per_clip": round(gen_s / len(rows), 2),
+            }.items()
+        },
         "device": device,
         "metrics": {m: d for m, (d, _) in METRICS.items()},
         "totals": totals,
         "wall_s": round(wall, 1),
-        "generate_s": round(gen_s, 1),
-        "generate_s_per_clip": round(gen_s / len(rows), 2),
         "analysis_s": round(analysis_s, 1),
         "clips": clips_report,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, ensure_ascii=False))
     n_tempo, n_key = sum(s["tempo"] for s in stated), sum(s["key"] for s in stated)
+    how = "nothing generated" if args.codec_only else f"{steps} steps, cfg {cfg:g}"
     print(
         f"{len(rows)} prompts ({n_tempo} state a tempo, {n_key} a key), {args.seconds:g} s, "
-        f"{steps} steps, cfg {cfg:g}, model {report['model']}"
+        f"{how}, model {report['model']}"
     )
     print(table(totals))
-    print(
-        f"shuffled: each clip vs the labels of another prompt (derangement, seed "
-        f"{args.shuffle_seed}); all pairs: the same over every other prompt. "
-        f"{wall:.0f} s in all"
-        + ("" if args.codec_only else f", {gen_s / len(rows):.1f} s/clip to generate")
-        + f". Report: {args.out}"
-    )
+    if not args.codec_only:
+        print(
+            f"shuffled: each clip vs the labels of another prompt (derangement, seed "
+            f"{args.shuffle_seed}); all pairs: the same over every other prompt. "
+            f"{gen_s / len(rows):.1f} s/clip to generate."
+        )
+    print(f"{wall:.0f} s in all. Report: {args.out}")
 
 
 if __name__ == "__main__":

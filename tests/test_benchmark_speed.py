@@ -125,6 +125,11 @@ def test_a_failing_model_is_reported_and_the_others_still_run(bench, tmp_path, m
     out = tmp_path / "bench.json"
     only = "musicgen-small,stable-audio-open"
     bench.main(["--tiny", "--seconds", "1", "--only", only, "--out", str(out)])
-    models = json.loads(out.read_text())["models"]
+    report = json.loads(out.read_text())
+    models = report["models"]
     assert models["stable-audio-open"]["skipped"] == "failed: RuntimeError: CUDA out of memory"
+    assert report["failed"] == ["stable-audio-open"]
     assert _positive(models["musicgen-small"]["stages"]["decoding"]["seconds"])
+    # when nothing at all could be measured, the run says so with its exit status
+    with pytest.raises(SystemExit, match="every model failed: stable-audio-open"):
+        bench.main(["--tiny", "--only", "stable-audio-open", "--out", str(tmp_path / "b.json")])

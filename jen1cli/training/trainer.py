@@ -133,6 +133,10 @@ def train(options: TrainOptions, hooks: TrainHooks | None = None) -> Path:
     if not accelerator.is_main_process:
         hooks = TrainHooks(log=lambda line: None)
     set_seed(options.seed)
+    hooks.log(
+        f"accelerate: {accelerator.num_processes} process(es) on {accelerator.device.type}, "
+        f"mixed precision {accelerator.mixed_precision}"
+    )
     options.output.mkdir(parents=True, exist_ok=True)
     accelerator.init_trackers("jen1")
     with _StopFlag() as flag:

@@ -11,7 +11,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 BUNDLE=${BUNDLE:-.dev}
 COUNT=${COUNT:-3000}
 PY=${PY:-python}
-mkdir -p "$BUNDLE/whl"
+rm -rf "$BUNDLE/whl"; mkdir -p "$BUNDLE/whl"  # no wheels of an older build
 
 stage=$(mktemp -d)
 mkdir -p "$stage/bin" "$stage/lib"

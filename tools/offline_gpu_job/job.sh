@@ -25,13 +25,15 @@ PRECISION=${PRECISION:-no}       # --mixed-precision of the diffusion stage
 DEADLINE=${DEADLINE:-}           # seconds after the start by which the diffusion stage must end
 INIT=${INIT:-}
 BENCH=${BENCH:-}
-# with INIT: also train INIT's autoencoder on, in a second process beside the diffusion (sharing
-# the GPU, on 2026-11-26 the diffusion then ran ~3x slower; see README.md)
+# with INIT: also train INIT's autoencoder on, in a second process beside the diffusion (on
+# 2026-11-26 the diffusion then ran ~3x slower, with bf16 autocast on too; see README.md)
 AE_MORE=${AE_MORE:-}
 BENCH_ARGS=${BENCH_ARGS:---device cuda --seconds 10}
 WORK=${WORK:-/tmp/jen1work}
 LOG=$OUT/log.txt
 T0=$(date +%s)
+# an early exit must not leave the benchmark or a second trainer on the GPU
+trap 'kill $(jobs -p) 2>/dev/null' EXIT
 say() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$LOG"; }
 rm -rf "$WORK"; mkdir -p "$WORK" "$OUT"
 
@@ -73,10 +75,15 @@ if [ -n "$BENCH" ]; then
   say "speed benchmark ($BENCH_ARGS) while the clips render"
   # BENCH_ARGS_2: a second run after the first (e.g. ours alone in another precision)
   # TF32 stays as a user gets it (off for fp32 matmuls): the override is the training's
-  ( set -o pipefail; unset TORCH_ALLOW_TF32_CUBLAS_OVERRIDE; $PIN_BENCH timeout "${BENCH_TIMEOUT:-300}" $PY examples/benchmark_speed.py $BENCH_ARGS \
+  ( unset TORCH_ALLOW_TF32_CUBLAS_OVERRIDE
+    $PIN_BENCH timeout "${BENCH_TIMEOUT:-300}" $PY examples/benchmark_speed.py $BENCH_ARGS \
       --out "$OUT/benchmark.json" 2>&1 | tee -a "$LOG"
-    [ -z "${BENCH_ARGS_2:-}" ] || $PIN_BENCH timeout "${BENCH_TIMEOUT:-300}" $PY examples/benchmark_speed.py \
-      $BENCH_ARGS_2 --out "$OUT/benchmark-2.json" 2>&1 | tee -a "$LOG" ) &
+    rc=$?
+    if [ -n "${BENCH_ARGS_2:-}" ]; then
+      $PIN_BENCH timeout "${BENCH_TIMEOUT:-300}" $PY examples/benchmark_speed.py \
+        $BENCH_ARGS_2 --out "$OUT/benchmark-2.json" 2>&1 | tee -a "$LOG" || rc=$?
+    fi
+    exit $rc ) &
   BENCH_PID=$!
 fi
 RUN=$WORK/run
@@ -87,6 +94,8 @@ if [ -n "$INIT" ]; then
   echo "from $INIT" > "$RUN/checkpoints/autoencoder.done"
   say "continuing $INIT"
 else
+  # the benchmark first: a trainer beside it on the GPU would spoil its figures
+  [ -z "$BENCH_PID" ] || { wait $BENCH_PID; say "benchmark exit $?"; BENCH_PID=""; }
   until [ -f "$DATA/train/metadata.jsonl" ] && [ "$(wc -l < "$DATA/train/metadata.jsonl")" -ge "$AE_START_ROWS" ]; do
     kill -0 $RENDER 2>/dev/null || break
     sleep 1
