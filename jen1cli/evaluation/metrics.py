@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -40,7 +40,6 @@ class EvalOptions:
     encodec_model: str = DEFAULT_ENCODEC
     classifier_model: str = DEFAULT_CLASSIFIER
     device: str = "cpu"
-    notes: list[str] = field(default_factory=list)
 
 
 def list_audio(folder: Path) -> list[Path]:
@@ -178,6 +177,7 @@ def evaluate(
             "the KL pairs each generated file with the reference of the same name, and no names "
             "match: name them alike, or leave kl out of --metrics"
         )
+    notes: list[str] = []  # caveats for the reader, printed with the figures
     report: dict = {
         "generated": str(generated_dir),
         "reference": str(reference_dir),
@@ -196,7 +196,7 @@ def evaluate(
         gen = _embed_each(embedder, generated, "embed generated", progress)
         if embedder is clap:
             generated_clap = gen
-        report["fad"] = _fad(gen, embedder, reference, options, progress)
+        report["fad"] = _fad(gen, embedder, reference, options, notes, progress)
     if "kl" in options.metrics:
         report["kl"] = _kl(pairs, keys, options, progress)
     if "clap" in options.metrics:
@@ -205,8 +205,8 @@ def evaluate(
         generated_clap.update(_embed_each(clap, missing, "embed generated", progress))
         report["clap_score"] = _clap_score(clap, files, generated_clap, prompts, keys, progress)
         if len(files) < len(generated):
-            options.notes.append(f"{len(generated) - len(files)} generated file(s) had no prompt")
-    report["notes"] = list(options.notes)
+            notes.append(f"{len(generated) - len(files)} generated file(s) had no prompt")
+    report["notes"] = notes
     return report
 
 
@@ -215,6 +215,7 @@ def _fad(
     embedder,
     reference: list[Path],
     options: EvalOptions,
+    notes: list[str],
     progress: ProgressCallback,
 ) -> dict:
     gen = torch.cat(list(generated.values()))
@@ -227,7 +228,7 @@ def _fad(
                 "use --embedding encodec (one per latent frame)"
             )
         if len(emb) <= emb.shape[1]:
-            options.notes.append(
+            notes.append(
                 f"FAD: {len(emb)} {name} embeddings for {emb.shape[1]} dimensions: the "
                 "covariance is singular and FAD is biased upwards; compare only runs with "
                 "equal counts, or add audio"
