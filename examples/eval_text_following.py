@@ -128,7 +128,7 @@ def generate_clips(pipe, rows: list[dict], args: argparse.Namespace) -> list[np.
     Clips are mastered as ``jen1 generate`` writes them (DC removed, -14 LUFS), so the scores are
     those of the files a user gets.
     """
-    from jen1cli.audio import loudness_normalize, remove_dc, save_audio
+    from jen1cli.audio import master, save_audio
     from jen1cli.pipeline import SamplingOptions
 
     sr = pipe.sample_rate
@@ -145,7 +145,7 @@ def generate_clips(pipe, rows: list[dict], args: argparse.Namespace) -> list[np.
 
         audio = pipe.generate([r["text"] for r in batch], args.seconds, options, progress).cpu()
         for row, clip in zip(batch, audio, strict=True):
-            clip = loudness_normalize(remove_dc(clip, sr), sr, -14.0)  # [2, N]
+            clip = master(clip, sr)  # [2, N]
             if args.save_audio:
                 save_audio(args.save_audio / f"{row_id(row)}.wav", clip, sr, overwrite=True)
             clips.append(clip.numpy())

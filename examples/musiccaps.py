@@ -39,7 +39,7 @@ def generate(rows: list[dict], out: Path, args: argparse.Namespace) -> None:
     """Generate every missing clip in batches with the pipeline `jen1 generate` uses."""
     import torch
 
-    from jen1cli.audio import loudness_normalize, remove_dc, save_audio
+    from jen1cli.audio import master, save_audio
     from jen1cli.commands.common import default_model, resolve_device
     from jen1cli.pipeline import Jen1Pipeline, SamplingOptions
 
@@ -53,7 +53,7 @@ def generate(rows: list[dict], out: Path, args: argparse.Namespace) -> None:
         with torch.inference_mode():
             audio = pipe.generate([r["caption"] for r in batch], args.seconds, options).cpu()
         for row, clip in zip(batch, audio, strict=True):
-            clip = loudness_normalize(remove_dc(clip, pipe.sample_rate), pipe.sample_rate, -14.0)
+            clip = master(clip, pipe.sample_rate)
             save_audio(out / f"{row['ytid']}.wav", clip, pipe.sample_rate, overwrite=True)
         print(f"generated {min(start + args.batch, len(todo))}/{len(todo)}", flush=True)
 

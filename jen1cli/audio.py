@@ -317,6 +317,11 @@ def remove_dc(audio: Tensor, sample_rate: int, cutoff_hz: float = 10.0) -> Tenso
     return F.highpass_biquad(centred, sample_rate, cutoff_hz, Q=0.5)
 
 
+def master(audio: Tensor, sample_rate: int, target_lufs: float = -14.0) -> Tensor:
+    """Generated audio as `jen1 generate` writes it: DC removed, then loudness and true peak set."""
+    return loudness_normalize(remove_dc(audio, sample_rate), sample_rate, target_lufs)
+
+
 def loudness_normalize(
     audio: Tensor, sample_rate: int, target_lufs: float = -14.0, true_peak_db: float = -1.0
 ) -> Tensor:

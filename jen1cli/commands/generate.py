@@ -66,7 +66,7 @@ def generate(
 
     Example: jen1 generate "ambient synth pad" -d 10 -o pad.wav
     """
-    from jen1cli.audio import loudness_normalize, remove_dc, save_audio
+    from jen1cli.audio import master, save_audio
     from jen1cli.pipeline import SamplingOptions
 
     check_duration(duration * num, "--duration × --num")
@@ -82,7 +82,7 @@ def generate(
         audio = pipe.generate([prompt] * num, duration, options, callback).cpu()
     diffusion = pipe.config.diffusion
     for index, (path, clip) in enumerate(zip(paths, audio, strict=True)):
-        clip = loudness_normalize(remove_dc(clip, pipe.sample_rate), pipe.sample_rate, lufs)
+        clip = master(clip, pipe.sample_rate, lufs)
         save_audio(path, clip, pipe.sample_rate, overwrite=overwrite)
         write_sidecar(
             path,
