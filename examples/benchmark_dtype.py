@@ -12,6 +12,7 @@ depend on their values. Example:
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -21,9 +22,10 @@ import torch
 
 from jen1cli.diffusion.sampling import predict_noise
 from jen1cli.modules.unet import OmniUNet1d
+from jen1cli.pipeline import Jen1Pipeline
 from jen1cli.presets import full_config
 
-LOW = {"bf16": torch.bfloat16, "fp16": torch.float16}
+LOW = {n: d for n, d in Jen1Pipeline.UNET_DTYPES.items() if n != "fp32"}
 
 
 def main() -> None:
@@ -47,14 +49,19 @@ def main() -> None:
     context_mask = torch.ones(1, 32, dtype=torch.bool, device=dev)
     guidance = config.diffusion.guidance_scale
 
-    def step(dtype: torch.dtype) -> tuple[float, torch.Tensor]:
-        unet.to(dtype)
+    # One copy per precision: casting one model back and forth would leave the "fp32" weights
+    # rounded to bf16 after the first low-precision step.
+    names = {"fp32": torch.float32, args.low: LOW[args.low]}
+    unets = {"fp32": unet, args.low: copy.deepcopy(unet).to(LOW[args.low])}
+
+    def step(name: str) -> tuple[float, torch.Tensor]:
+        dtype = names[name]
         if dev.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         with torch.inference_mode():
             eps = predict_noise(
-                unet, x.to(dtype), torch.tensor(500, device=dev), masked.to(dtype),
+                unets[name], x.to(dtype), torch.tensor(500, device=dev), masked.to(dtype),
                 mask.to(dtype), context.to(dtype), context_mask, causal=False,
                 guidance_scale=guidance,
             )  # fmt: skip
@@ -62,14 +69,13 @@ def main() -> None:
             torch.cuda.synchronize()
         return time.perf_counter() - start, eps.float()
 
-    names = {"fp32": torch.float32, args.low: LOW[args.low]}
     times: dict[str, list[float]] = {n: [] for n in names}
     eps: dict[str, torch.Tensor] = {}
-    for name, dtype in names.items():  # warm-up: first calls pay for kernel selection
-        eps[name] = step(dtype)[1]
+    for name in names:  # warm-up: first calls pay for kernel selection
+        eps[name] = step(name)[1]
     for _ in range(args.repeats):
-        for name, dtype in names.items():
-            times[name].append(step(dtype)[0])
+        for name in names:
+            times[name].append(step(name)[0])
     median = {n: statistics.median(t) for n, t in times.items()}
     rel = float((eps[args.low] - eps["fp32"]).norm() / eps["fp32"].norm())
     report = {

@@ -57,9 +57,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from jen1cli.pipeline import Jen1Pipeline
+
 MODELS = ("jen1", "musicgen-small", "musicgen-medium", "stable-audio-open")
 OURS = "jen1"
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = Jen1Pipeline.UNET_DTYPES  # the names `jen1 generate --dtype` takes
 PROMPT_TOKENS = 32  # a typical prompt ("a mellow piano ballad in D minor, 72 bpm, ...")
 MUSICGEN_GUIDANCE = 3.0
 MUSICGEN_TOP_K = 250  # MusicGen's released generation config samples with top-k 250
@@ -182,6 +184,16 @@ def params(module: nn.Module | None) -> int:
     return 0 if module is None else sum(p.numel() for p in module.parameters())
 
 
+def param_counts(text_encoder: list, generator: list, autoencoder: list) -> dict[str, int]:
+    """Parameters per part (each a list of modules; None counts 0) and their total."""
+    counts = {
+        "text_encoder": sum(params(m) for m in text_encoder),
+        "generator": sum(params(m) for m in generator),
+        "autoencoder": sum(params(m) for m in autoencoder),
+    }
+    return {**counts, "total": sum(counts.values())}
+
+
 def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
     from torch.utils.flop_counter import sdpa_flop_count
 
@@ -283,15 +295,20 @@ def text_stage(
     )
 
 
-def free(*objs: Any) -> None:
-    """Drop references and return the memory, so the next model starts from a clean process."""
-    del objs
+def release_memory() -> None:
+    """Return a finished model's memory (its last references died with its runner), so the next
+    model starts from a clean process."""
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
 
 # --- settings --------------------------------------------------------------------------------
+
+
+def _timed(limit: int | None, total: int) -> int:
+    """All ``total`` units (limit None), else ``limit`` of them, at least 1."""
+    return total if limit is None else max(1, min(limit, total))
 
 
 class Settings:
@@ -320,11 +337,11 @@ class Settings:
 
     def steps(self, total: int) -> int:
         """How many of ``total`` diffusion steps to run."""
-        return total if self.steps_timed is None else max(1, min(self.steps_timed, total))
+        return _timed(self.steps_timed, total)
 
     def tokens(self, total: int) -> int:
         """How many of ``total`` MusicGen tokens to time at each probed cache length."""
-        return total if self.tokens_timed is None else max(1, min(self.tokens_timed, total))
+        return _timed(self.tokens_timed, total)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -398,17 +415,11 @@ def time_text_encoder(
 
 def jen1_windows(total_frames: int, window: int) -> list[tuple[int, int, bool]]:
     """The (frames, known context frames, causal) windows ``Jen1Pipeline._rollout`` denoises."""
-    from jen1cli.pipeline import ROLLOUT_CONTEXT
+    from jen1cli.pipeline import rollout_windows
 
     first = min(total_frames, window)
-    windows = [(first, 0, False)]
-    have = first
-    while have < total_frames:
-        new = min(total_frames - have, window - round(window * ROLLOUT_CONTEXT))
-        context = min(have, window - new)
-        windows.append((context + new, context, True))
-        have += new
-    return windows
+    rollout = rollout_windows(first, total_frames, window)
+    return [(first, 0, False)] + [(context + new, context, True) for context, new in rollout]
 
 
 def bench_jen1(settings: Settings, clock: Clock) -> dict[str, Any]:
@@ -421,10 +432,10 @@ def bench_jen1(settings: Settings, clock: Clock) -> dict[str, Any]:
     from jen1cli.testing import tiny_config
 
     dev, dtype, secs = settings.device, settings.dtype, settings.seconds
-    config = full_config()
+    config = full = full_config()
     if settings.tiny:  # tiny networks, but the full model's window and sampling (50 steps)
-        config = tiny_config(window_seconds=config.window_seconds)
-        config.diffusion = full_config().diffusion
+        config = tiny_config(window_seconds=full.window_seconds)
+        config.diffusion = full.diffusion
     te_config = t5_config("flan-t5-large", settings.tiny)
     memory = MemoryProbe(dev)
     torch.manual_seed(settings.seed)
@@ -531,12 +542,7 @@ def bench_jen1(settings: Settings, clock: Clock) -> dict[str, Any]:
     scale = n_samples / dec_samples
     result = {
         "label": "JEN-1 (ours, full size)",
-        "params": {
-            "text_encoder": params(text_encoder),
-            "generator": params(model.unet),
-            "autoencoder": params(model.autoencoder),
-            "total": params(text_encoder) + params(model.unet) + params(model.autoencoder),
-        },
+        "params": param_counts([text_encoder], [model.unet], [model.autoencoder]),
         "config": {
             "sample_rate": sr,
             "channels": config.autoencoder.audio_channels,
@@ -590,7 +596,6 @@ def bench_jen1(settings: Settings, clock: Clock) -> dict[str, Any]:
         "memory": memory.result(),
     }
     result["flops"]["total"] = text_flops + unet_flops + result["flops"]["decoder"]
-    free(model, text_encoder)
     return result
 
 
@@ -701,7 +706,8 @@ def bench_musicgen(size: str, settings: Settings, clock: Clock) -> dict[str, Any
     frame_rate = config.audio_encoder.frame_rate
     n_tokens = round(secs * frame_rate) + MUSICGEN_DELAY
     if n_tokens > config.decoder.max_position_embeddings:
-        return {"skipped": f"{n_tokens} tokens exceed MusicGen's {2048} positions (~40 s)"}
+        limit = config.decoder.max_position_embeddings
+        return {"skipped": f"{n_tokens} tokens exceed MusicGen's {limit} positions (~40 s)"}
     memory = MemoryProbe(dev)
     torch.manual_seed(settings.seed)
     t0 = time.perf_counter()
@@ -734,8 +740,7 @@ def bench_musicgen(size: str, settings: Settings, clock: Clock) -> dict[str, Any
             method = f"all {n_tokens} tokens generated with a KV cache"
         else:
             # The cost per token grows with the cache: probe the start, middle and end.
-            starts = sorted({0, (n_tokens - n_run) // 2, n_tokens - n_run - 1})
-            starts = [s for s in starts if s >= 0]
+            starts = sorted({0, (n_tokens - n_run) // 2, n_tokens - n_run - 1})  # all >= 0 here
             measured_s = 0.0
             for start in starts:
                 cache = _musicgen_cache(model, start, 2, dev, dtype)
@@ -781,12 +786,11 @@ def bench_musicgen(size: str, settings: Settings, clock: Clock) -> dict[str, Any
     audio_frames = round(secs * frame_rate)
     result = {
         "label": f"MusicGen {size} (architecture, random weights)",
-        "params": {
-            "text_encoder": params(model.text_encoder),
-            "generator": params(model.decoder) + params(getattr(model, "enc_to_dec_proj", None)),
-            "autoencoder": params(model.audio_encoder),
-            "total": params(model),
-        },
+        "params": param_counts(
+            [model.text_encoder],
+            [model.decoder, getattr(model, "enc_to_dec_proj", None)],
+            [model.audio_encoder],
+        ),
         "config": {
             "sample_rate": config.audio_encoder.sampling_rate,
             "channels": 1,
@@ -828,7 +832,6 @@ def bench_musicgen(size: str, settings: Settings, clock: Clock) -> dict[str, Any
         "token_probes": probes,
         "memory": memory.result(),
     }
-    free(model)
     return result
 
 
@@ -936,7 +939,6 @@ def bench_stable_audio(settings: Settings, clock: Clock) -> dict[str, Any]:
     window_frames = dit.config.sample_size
     window_seconds = window_frames * hop / sr
     if secs > window_seconds + 1e-6:
-        free(pipe, dit, vae, projection, text_encoder)
         return {"skipped": f"Stable Audio Open generates at most {window_seconds:.2f} s"}
     clip_frames = math.ceil(secs * sr / hop)
     n_run = settings.steps(SAO_STEPS)
@@ -957,14 +959,18 @@ def bench_stable_audio(settings: Settings, clock: Clock) -> dict[str, Any]:
                 output_type="latent",
             ).audios  # [1, 64, window_frames]
 
-        # Warm-up: on a GPU the real shape; on a CPU (one step = minutes) a short DiT call.
-        rotary = get_1d_rotary_pos_embed(
-            dit.config.attention_head_dim // 2,
-            clip_frames + 1,
-            use_real=True,
-            repeat_interleave_real=False,
-        )
-        rotary = tuple(r.to(dev) for r in rotary)
+        # A direct DiT call (the warm-up on a CPU, and the cost at the clip's own length) needs
+        # the rotary position embedding the pipeline builds: frames + 1 for the time token.
+        def rotary_for(frames: int) -> tuple[torch.Tensor, ...]:
+            parts = get_1d_rotary_pos_embed(
+                dit.config.attention_head_dim // 2,
+                frames + 1,
+                use_real=True,
+                repeat_interleave_real=False,
+            )
+            return tuple(r.to(dev) for r in parts)
+
+        rotary = rotary_for(clip_frames)
         embeds = projection(text_hidden_states=prompt_embeds).text_hidden_states
         width = embeds.shape[-1]
         cross = torch.randn(2, embeds.shape[1] + 2, width, device=dev, dtype=dtype)
@@ -975,17 +981,12 @@ def bench_stable_audio(settings: Settings, clock: Clock) -> dict[str, Any]:
             x = torch.randn(2, dit.config.in_channels, frames, device=dev, dtype=dtype)
             return dit(x, t, cross, global_states, rotary_embedding=rot, return_dict=False)[0]
 
+        # Warm-up: on a GPU the real shape; on a CPU (one step = minutes) a short DiT call.
         if dev.type == "cuda":
             denoise(1)
         else:
             short = min(16, clip_frames)
-            short_rot = get_1d_rotary_pos_embed(
-                dit.config.attention_head_dim // 2,
-                short + 1,
-                use_real=True,
-                repeat_interleave_real=False,
-            )
-            dit_step(short, tuple(r.to(dev) for r in short_rot))
+            dit_step(short, rotary_for(short))
         clock.take_cpu()
         denoise_measured, latents = clock.time(lambda: denoise(n_run))
         denoise_cpu = clock.take_cpu()
@@ -1012,12 +1013,7 @@ def bench_stable_audio(settings: Settings, clock: Clock) -> dict[str, Any]:
     dec_total = dec_measured * window_frames / dec_frames
     result = {
         "label": "Stable Audio Open 1.0 (architecture, random weights)",
-        "params": {
-            "text_encoder": params(text_encoder) + params(projection),
-            "generator": params(dit),
-            "autoencoder": params(vae),
-            "total": params(text_encoder) + params(projection) + params(dit) + params(vae),
-        },
+        "params": param_counts([text_encoder, projection], [dit], [vae]),
         "config": {
             "sample_rate": sr,
             "channels": vae.config.audio_channels,
@@ -1077,7 +1073,6 @@ def bench_stable_audio(settings: Settings, clock: Clock) -> dict[str, Any]:
         },
         "memory": memory.result(),
     }
-    free(pipe, dit, vae, projection, text_encoder)
     return result
 
 
@@ -1493,16 +1488,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 log(traceback.format_exc())
                 result = {"skipped": f"failed: {type(error).__name__}: {error}"}
                 failed = True
-            if failed:
-                free()  # out here: the traceback no longer holds the failed model's frames
                 report.setdefault("failed", []).append(name)
+            # out here the runner's frames, a failed one's traceback included, are gone
+            release_memory()
             result["load_average"] = {"before": load, "after": _loadavg()}
             result["wall_seconds_in_benchmark"] = time.perf_counter() - t0
             result["settings"] = settings.to_dict()
             # The ceiling measured in the same process, so a merged model keeps its own.
             result["matmul_peak"] = report["matmul_peak"]
             report["models"][name] = result
-            gc.collect()
             log(f"{name}: {'failed' if failed else 'done'} in {time.perf_counter() - t0:.1f} s")
     report["load_average_end"] = _loadavg()
     if args.merge:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,15 @@ from jen1cli.progress import ProgressCallback, no_progress
 ROLLOUT_CONTEXT = 0.5
 # Decoder warm-up before a decoded region, so its first samples see real left context.
 DECODE_CONTEXT_SECONDS = 0.5
+
+
+def rollout_windows(have: int, total: int, window: int) -> Iterator[tuple[int, int]]:
+    """(known context, new) frames of each causal window that extends ``have`` frames to
+    ``total``: each adds as many frames as leaves ``ROLLOUT_CONTEXT`` of the window known."""
+    while have < total:
+        new = min(total - have, window - round(window * ROLLOUT_CONTEXT))
+        yield min(have, window - new), new
+        have += new
 
 
 @dataclass
@@ -208,10 +218,7 @@ class Jen1Pipeline:
             latents = self._denoise(prompts, zeros, mask, False, options, callback)
         else:
             latents = prefix.expand(batch, -1, -1)
-        while latents.shape[-1] < total_frames:
-            remaining = total_frames - latents.shape[-1]
-            new = min(remaining, window - round(window * ROLLOUT_CONTEXT))
-            context = min(latents.shape[-1], window - new)
+        for context, new in rollout_windows(latents.shape[-1], total_frames, window):
             known = latents[..., latents.shape[-1] - context :]
             masked = torch.cat([known, known.new_zeros(batch, k, new)], dim=-1)
             mask = torch.cat(
