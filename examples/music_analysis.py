@@ -121,6 +121,51 @@ def estimate_key(audio: np.ndarray, sr: int, harmonics: int = 6) -> Key:
     return PITCH_CLASSES[tonic], MODES[m]
 
 
+def chroma_correlation(reference: np.ndarray, estimate: np.ndarray, sr: int) -> float:
+    """Mean frame-wise Pearson correlation of CQT chroma (12 pitch classes): the notes, in time.
+
+    Frames where the reference is near silent (its chroma carries no notes) are left out.
+    """
+    import librosa
+
+    ref = librosa.feature.chroma_cqt(y=_mono(reference, sr), sr=_ANALYSIS_SR)  # [12, F]
+    est = librosa.feature.chroma_cqt(y=_mono(estimate, sr), sr=_ANALYSIS_SR)
+    frames = min(ref.shape[1], est.shape[1])
+    ref, est = ref[:, :frames], est[:, :frames]
+    ref_c = ref - ref.mean(axis=0)
+    est_c = est - est.mean(axis=0)
+    denom = np.sqrt((ref_c**2).sum(axis=0) * (est_c**2).sum(axis=0))
+    loud = librosa.feature.rms(y=_mono(reference, sr))[0, :frames]
+    valid = (denom > 1e-9) & (loud > 1e-3 * max(float(loud.max()), 1e-12))
+    if not valid.any():
+        return float("nan")
+    return float(((ref_c * est_c).sum(axis=0)[valid] / denom[valid]).mean())
+
+
+def log_mel_l1(reference: np.ndarray, estimate: np.ndarray, sr: int) -> float:
+    """Mean |ln mel| difference (80 bands, n_fft 2048, hop 512) of the mono mixes, RMS matched.
+
+    The estimate is scaled to the reference's RMS first, so a level offset is not counted; the
+    floor (1e-5 of the reference's peak mel power) keeps the silent corners from dominating.
+    """
+    import librosa
+
+    ref, est = _mono_native(reference), _mono_native(estimate)
+    n = min(ref.shape[-1], est.shape[-1])
+    ref, est = ref[:n], est[:n]
+    est = est * (np.sqrt(np.mean(ref**2)) / max(np.sqrt(np.mean(est**2)), 1e-12))
+    kw = dict(sr=sr, n_fft=2048, hop_length=512, n_mels=80)
+    m_ref = librosa.feature.melspectrogram(y=ref, **kw)
+    m_est = librosa.feature.melspectrogram(y=est, **kw)
+    floor = 1e-5 * max(float(m_ref.max()), 1e-12)
+    return float(np.abs(np.log(m_ref + floor) - np.log(m_est + floor)).mean())
+
+
+def _mono_native(audio: np.ndarray) -> np.ndarray:
+    y = np.asarray(audio, dtype=np.float32)
+    return y.mean(axis=0) if y.ndim == 2 else y
+
+
 def tempo_match(est: float, ref: float, tol: float = 0.08, octave: bool = False) -> bool:
     """Whether `est` is within `tol` (relative) of `ref`; with `octave`, also of ref/2 or 2·ref.
 

@@ -54,7 +54,7 @@ class Jen1Group(TyperGroup):
 app = typer.Typer(
     name="jen1",
     cls=Jen1Group,
-    help="JEN-1 text-to-music: generate, inpaint and continue 48 kHz stereo music.",
+    help="JEN-1 text-to-music: generate, inpaint, continue and remix 48 kHz stereo music.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -63,6 +63,7 @@ app = typer.Typer(
 app.command()(generate.generate)
 app.command()(edit.inpaint)
 app.command("continue")(edit.continue_)
+app.command()(edit.remix)
 app.command()(codec.encode)
 app.command()(codec.decode)
 app.command()(download.download)
@@ -82,7 +83,7 @@ def root(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    """JEN-1 text-to-music: generate, inpaint and continue 48 kHz stereo music."""
+    """JEN-1 text-to-music: generate, inpaint, continue and remix 48 kHz stereo music."""
 
 
 def main() -> None:

@@ -46,6 +46,19 @@ class AutoencoderConfig:
     pad_mode: str = "reflect"
     conv_shortcut: bool = True  # 1x1 conv on residual skips, as EnCodec; False = identity
     latent_mask_prob: float = 0.05  # §4.1: p = 5 % of latent frames masked before the decoder
+    # "seanet": the paper's waveform decoder (EnCodec layout; the fields above). "istft": the
+    # Fourier codec of modules/fourier_autoencoder.py (the fields below; hop = product of ratios).
+    decoder: Literal["seanet", "istft"] = "seanet"
+    mid_bands: int = 112  # istft: pitch-scale bands of the mid channel ...
+    side_bands: int = 16  # ... and of the side channel; latent_dim = mid_bands + side_bands
+    analysis_ffts: tuple[int, ...] = (8192, 2048)  # long windows resolve the bass, short time it
+    n_fft: int = 4096  # the decoder's STFT: fine bins keep the pitch of low notes
+    frames_per_latent: int = 1  # STFT frames per latent frame (STFT hop = hop / this)
+    decoder_dim: int = 192
+    decoder_layers: int = 6
+    griffin_lim_iters: int = 32
+    latent_offset: float = -14.0  # latent = (ln band energy - offset) / scale
+    latent_scale: float = 4.0
 
     @property
     def hop_length(self) -> int:

@@ -14,6 +14,7 @@ from torch import nn
 
 from jen1cli.config import Jen1Config
 from jen1cli.modules.autoencoder import Autoencoder
+from jen1cli.modules.fourier_autoencoder import FourierAutoencoder
 from jen1cli.modules.text_encoder import TextEncoder
 from jen1cli.modules.unet import OmniUNet1d
 from jen1cli.modules.whitener import Whitener
@@ -28,6 +29,11 @@ WEIGHT_FILES = {
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.md", "*.txt", "*.model", "text_encoder/*"]
 
 
+def build_autoencoder(config) -> nn.Module:
+    """The codec the config names: the paper's SEANet or the Fourier (istft) one."""
+    return FourierAutoencoder(config) if config.decoder == "istft" else Autoencoder(config)
+
+
 class ModelNotFoundError(ValueError):
     """The model is neither a local folder nor available from the Hugging Face Hub or its cache."""
 
@@ -39,7 +45,7 @@ class Jen1Model(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        self.autoencoder = Autoencoder(config.autoencoder)
+        self.autoencoder = build_autoencoder(config.autoencoder)
         self.whitener = Whitener(config.whitener)
         self.unet = OmniUNet1d(config.unet)
         self.text_encoder = text_encoder

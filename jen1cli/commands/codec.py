@@ -1,4 +1,7 @@
-"""`jen1 encode` / `jen1 decode`: audio <-> whitened latents in a safetensors file with metadata."""
+"""`jen1 encode` / `jen1 decode`: audio <-> whitened latents in a safetensors file with metadata.
+
+Files of any length up to `MAX_FILE_SECONDS`: the pipeline runs the autoencoder chunk by chunk.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,14 @@ import typer
 
 from jen1cli import __version__
 from jen1cli.commands.common import (
+    MAX_FILE_SECONDS,
     BadInput,
     DeviceOpt,
     ModelOpt,
     OutputOpt,
     OverwriteOpt,
     QuietOpt,
-    check_duration,
+    check_file_duration,
     check_output,
     load_pipeline,
     progress_bars,
@@ -41,14 +45,12 @@ def encode(
 
     from jen1cli.audio import atomic_write, audio_info, load_audio
 
-    check_duration(audio_info(input).duration_s, "the input")
+    check_file_duration(audio_info(input).duration_s)
     output = check_output(output or input.with_name(f"{input.stem}.latent.safetensors"), overwrite)
     pipe = load_pipeline(model, resolve_device(device))
     audio, info = load_audio(input, sample_rate=pipe.sample_rate, channels=2)
     with progress_bars(quiet) as callback:
-        callback("encode", 0, 1)
-        latents = pipe.encode(audio[None])[0].cpu().contiguous()
-        callback("encode", 1, 1)
+        latents = pipe.encode(audio[None], callback)[0].cpu().contiguous()
     metadata = {
         "model": pipe.model.source,
         "sample_rate": str(pipe.sample_rate),
@@ -79,6 +81,7 @@ def decode(
     from jen1cli.audio import save_audio
 
     latents, meta = read_latents(input)
+    length = int(meta["length"])
     stem = input.name.removesuffix(".safetensors").removesuffix(".latent")
     output = check_output(output or input.with_name(f"{stem}.wav"), overwrite)
     pipe = load_pipeline(model, resolve_device(device))
@@ -90,10 +93,13 @@ def decode(
             f"{input} was encoded by model '{meta.get('model')}' with other latent settings: "
             "decode it with that model (--model)"
         )
+    if length > MAX_FILE_SECONDS * pipe.sample_rate:
+        raise BadInput(
+            f"{input} holds {length / pipe.sample_rate:g} s of audio; jen1 decodes at most "
+            f"{MAX_FILE_SECONDS:g} s"
+        )
     with progress_bars(quiet) as callback:
-        callback("decode", 0, 1)
-        audio = pipe.decode(latents[None], int(meta["length"]))[0].cpu()
-        callback("decode", 1, 1)
+        audio = pipe.decode(latents[None], length, callback)[0].cpu()
     save_audio(output, audio, pipe.sample_rate, overwrite=overwrite)
     typer.echo(str(output))
 
@@ -119,4 +125,16 @@ def read_latents(path: Path):
     missing = {"length", "hop_length", "latent_channels"} - set(meta)
     if missing or latents.ndim != 2:
         raise BadInput(f"{path} lacks jen1 latent metadata: give a file written by `jen1 encode`")
+    try:
+        length, hop = int(meta["length"]), int(meta["hop_length"])
+        int(meta["latent_channels"])
+    except ValueError:
+        raise BadInput(
+            f"{path} has broken jen1 latent metadata: give a file written by `jen1 encode`"
+        ) from None
+    if hop < 1 or length < 1 or -(-length // hop) != latents.shape[-1]:
+        raise BadInput(
+            f"{path}: its {latents.shape[-1]} latent frames do not make {length} samples at "
+            f"hop {hop}: give a file written by `jen1 encode`"
+        )
     return latents, meta

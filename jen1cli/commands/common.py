@@ -96,18 +96,57 @@ OutputOpt = Annotated[
 PromptOpt = Annotated[str, typer.Option("--prompt", "-p", help="Text describing the music.")]
 
 
-# Decoding keeps a whole clip's activations in memory; past this a laptop's RAM runs out.
+NegativePromptOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--negative-prompt",
+        help="Text to steer away from: guidance pushes from it instead of from no text.",
+    ),
+]
+
+# Generation time and a batch's memory grow with the duration; past this, extend in parts.
 MAX_SECONDS = 300.0
+# Input files are encoded and decoded in chunks (long_audio.py), so only the whole-file buffers
+# grow with the length (~0.35 GB per 30 min of 48 kHz stereo float each).
+MAX_FILE_SECONDS = 1800.0
 
 
 def check_duration(seconds: float, what: str) -> None:
-    """Refuse zero, negative, non-finite or memory-busting durations before any work."""
+    """Refuse zero, negative, non-finite or over-long durations of new music before any work."""
     if not math.isfinite(seconds) or seconds <= 0:
         raise BadInput(f"{what} must be a positive number of seconds, got {seconds:g}")
     if seconds > MAX_SECONDS:
         raise BadInput(
-            f"{what} asks for {seconds:g} s of audio; one run makes at most {MAX_SECONDS:g} s "
-            "(memory): make longer pieces in parts with `jen1 continue`"
+            f"{what} asks for {seconds:g} s of new audio; one run generates at most "
+            f"{MAX_SECONDS:g} s: make longer pieces in parts with `jen1 continue`"
+        )
+
+
+def check_file_duration(seconds: float, what: str = "the input") -> None:
+    """Refuse an input file longer than `MAX_FILE_SECONDS` before it is loaded."""
+    if seconds > MAX_FILE_SECONDS:
+        raise BadInput(
+            f"{what} is {seconds:g} s long; jen1 takes files up to {MAX_FILE_SECONDS:g} s "
+            f"({MAX_FILE_SECONDS / 60:g} min): cut it into parts first"
+        )
+
+
+def guidance_of(pipe, cfg: float | None) -> float:
+    """The guidance scale a run uses: ``--cfg``, else the model's default."""
+    return pipe.config.diffusion.guidance_scale if cfg is None else cfg
+
+
+def check_negative_prompt(text: str | None, guidance_scale: float | None) -> None:
+    """Refuse an empty negative prompt, or one that guidance scale 1 (no guidance) would ignore."""
+    if text is None:
+        return
+    if not text.strip():
+        raise BadInput(
+            "--negative-prompt is empty: give the text to steer away from, or leave the option out"
+        )
+    if guidance_scale == 1.0:
+        raise BadInput(
+            "--negative-prompt needs guidance, but --cfg 1 turns it off: use a --cfg above 1"
         )
 
 

@@ -1,4 +1,5 @@
-"""`jen1 inpaint` and `jen1 continue`: regenerate spans of a recording, or extend it."""
+"""`jen1 inpaint`, `jen1 continue` and `jen1 remix`: regenerate spans of a recording, extend it,
+or re-imagine it with a prompt."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from jen1cli.commands.common import (
     DeviceOpt,
     DtypeOpt,
     ModelOpt,
+    NegativePromptOpt,
     OutputOpt,
     OverwriteOpt,
     PromptOpt,
@@ -25,8 +27,11 @@ from jen1cli.commands.common import (
     StepsOpt,
     check_dtype,
     check_duration,
+    check_file_duration,
+    check_negative_prompt,
     check_output,
     check_scheduler,
+    guidance_of,
     load_pipeline,
     progress_bars,
     resolve_device,
@@ -35,6 +40,10 @@ from jen1cli.commands.common import (
 
 InputArg = Annotated[
     Path, typer.Argument(help="Audio file (WAV, FLAC, OGG…; any rate, mono or stereo).")
+]
+MaskOpt = Annotated[
+    list[str],
+    typer.Option("--mask", help="Span to regenerate, START-END in seconds; repeatable."),
 ]
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*-\s*(\d+(?:\.\d*)?|\.\d+)\s*$")
 
@@ -65,17 +74,41 @@ def merge_spans(spans: list[tuple[float, float]]) -> tuple[list[tuple[float, flo
     return merged, len(merged) < len(spans)
 
 
-def _sampling(steps, cfg, scheduler, seed):
+def check_spans(masks: list[str], duration_s: float) -> list[tuple[float, float]]:
+    """Parse, merge (with a note) and check ``--mask`` spans against the input's duration."""
+    spans, merged = merge_spans([parse_span(m) for m in masks])
+    for start, end in spans:
+        if end > duration_s + 1e-6:
+            raise BadInput(
+                f"--mask {start:g}-{end:g} ends after the audio ({duration_s:.2f} s): "
+                "keep every span inside the recording"
+            )
+    if merged:
+        typer.echo(
+            f"jen1: note: overlapping --mask spans merged into {_spans_text(spans)}", err=True
+        )
+    return spans
+
+
+def _sampling(pipe, steps, cfg, scheduler, seed, negative_prompt):
     from jen1cli.pipeline import SamplingOptions
 
+    check_negative_prompt(negative_prompt, guidance_of(pipe, cfg))
     seed = random.randrange(2**31) if seed is None else seed
-    return SamplingOptions(steps=steps, guidance_scale=cfg, scheduler=scheduler, seed=seed)
+    return SamplingOptions(
+        steps=steps,
+        guidance_scale=cfg,
+        scheduler=scheduler,
+        seed=seed,
+        negative_prompt=negative_prompt,
+    )
 
 
 def _record(pipe, options, **fields) -> dict:
     diffusion = pipe.config.diffusion
     return {
         **fields,
+        "negative_prompt": options.negative_prompt,
         "seed": options.seed,
         "steps": options.steps or diffusion.num_inference_steps,
         "guidance_scale": diffusion.guidance_scale
@@ -99,11 +132,9 @@ def _load(path: Path, sample_rate: int):
 
 def inpaint(
     input: InputArg,
-    mask: Annotated[
-        list[str],
-        typer.Option("--mask", help="Span to regenerate, START-END in seconds; repeatable."),
-    ],
+    mask: MaskOpt,
     prompt: PromptOpt = "",
+    negative_prompt: NegativePromptOpt = None,
     output: OutputOpt = None,
     model: ModelOpt = None,
     seed: SeedOpt = None,
@@ -121,31 +152,17 @@ def inpaint(
     """
     from jen1cli.audio import audio_info, save_audio
 
-    spans, merged = merge_spans([parse_span(m) for m in mask])
     check_scheduler(scheduler)
+    check_negative_prompt(negative_prompt, cfg)
     info = audio_info(input)
-    for start, end in spans:
-        if end > info.duration_s + 1e-6:
-            raise BadInput(
-                f"--mask {start:g}-{end:g} ends after the audio ({info.duration_s:.2f} s): "
-                "keep every span inside the recording"
-            )
-    if merged:
-        typer.echo(
-            f"jen1: note: overlapping --mask spans merged into {_spans_text(spans)}", err=True
-        )
+    check_file_duration(info.duration_s)
+    spans = check_spans(mask, info.duration_s)
     output = check_output(output or input.with_name(f"{input.stem}.inpainted.wav"), overwrite)
     device = resolve_device(device)
     dtype = check_dtype(dtype, device)
     pipe = load_pipeline(model, device, dtype)
-    window = pipe.config.window_seconds
-    if any(end - start > window for start, end in spans):
-        raise BadInput(
-            f"a --mask span is longer than the model's {window:g} s window: "
-            "split it into shorter spans"
-        )
+    options = _sampling(pipe, steps, cfg, scheduler, seed, negative_prompt)
     audio, _ = _load(input, pipe.sample_rate)
-    options = _sampling(steps, cfg, scheduler, seed)
     with progress_bars(quiet) as callback:
         result = pipe.inpaint(audio, spans, prompt, options, callback)
     save_audio(output, result, pipe.sample_rate, overwrite=overwrite)
@@ -161,6 +178,7 @@ def continue_(
         float, typer.Option("--seconds", "-s", help="Seconds of new music to add.")
     ] = 10.0,
     prompt: PromptOpt = "",
+    negative_prompt: NegativePromptOpt = None,
     output: OutputOpt = None,
     model: ModelOpt = None,
     seed: SeedOpt = None,
@@ -180,14 +198,15 @@ def continue_(
 
     check_duration(seconds, "--seconds")
     check_scheduler(scheduler)
+    check_negative_prompt(negative_prompt, cfg)
     info = audio_info(input)
-    check_duration(info.duration_s + seconds, "the input plus --seconds")
+    check_file_duration(info.duration_s)
     output = check_output(output or input.with_name(f"{input.stem}.continued.wav"), overwrite)
     device = resolve_device(device)
     dtype = check_dtype(dtype, device)
     pipe = load_pipeline(model, device, dtype)
+    options = _sampling(pipe, steps, cfg, scheduler, seed, negative_prompt)
     audio, _ = _load(input, pipe.sample_rate)
-    options = _sampling(steps, cfg, scheduler, seed)
     with progress_bars(quiet) as callback:
         result = pipe.continue_(audio, seconds, prompt, options, callback)
     save_audio(output, result, pipe.sample_rate, overwrite=overwrite)
@@ -195,6 +214,62 @@ def continue_(
         output,
         _record(pipe, options, task="continue", input=str(input), prompt=prompt, seconds=seconds),
     )
+    typer.echo(str(output))
+
+
+def remix(
+    input: InputArg,
+    prompt: PromptOpt = "",
+    strength: Annotated[
+        float,
+        typer.Option(
+            "--strength",
+            help="0-1: how much to change. Low keeps the input's form, 1 keeps only its length.",
+        ),
+    ] = 0.5,
+    mask: Annotated[
+        list[str] | None,
+        typer.Option("--mask", help="Remix only this span, START-END in seconds; repeatable."),
+    ] = None,
+    negative_prompt: NegativePromptOpt = None,
+    output: OutputOpt = None,
+    model: ModelOpt = None,
+    seed: SeedOpt = None,
+    steps: StepsOpt = None,
+    cfg: CfgOpt = None,
+    scheduler: SchedulerOpt = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "fp32",
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Re-imagine a recording with a prompt, at its length and loudness (audio-to-audio).
+
+    Example: jen1 remix song.wav --prompt "jazz trio" --strength 0.5 -o song.jazz.wav
+    """
+    from jen1cli.audio import audio_info, save_audio
+
+    if not 0.0 <= strength <= 1.0:  # written out, so that NaN is refused too
+        raise BadInput(
+            f"--strength must be between 0 and 1 (0 keeps the input, 1 keeps only its length), "
+            f"got {strength:g}"
+        )
+    check_scheduler(scheduler)
+    check_negative_prompt(negative_prompt, cfg)
+    info = audio_info(input)
+    check_file_duration(info.duration_s)
+    spans = check_spans(mask, info.duration_s) if mask else None
+    output = check_output(output or input.with_name(f"{input.stem}.remixed.wav"), overwrite)
+    device = resolve_device(device)
+    dtype = check_dtype(dtype, device)
+    pipe = load_pipeline(model, device, dtype)
+    options = _sampling(pipe, steps, cfg, scheduler, seed, negative_prompt)
+    audio, _ = _load(input, pipe.sample_rate)
+    with progress_bars(quiet) as callback:
+        result = pipe.remix(audio, prompt, strength, spans, options, callback)
+    save_audio(output, result, pipe.sample_rate, overwrite=overwrite)
+    record = dict(task="remix", input=str(input), prompt=prompt, strength=strength, spans=spans)
+    write_sidecar(output, _record(pipe, options, **record))
     typer.echo(str(output))
 
 

@@ -16,6 +16,7 @@ from jen1cli.commands.common import (
     DtypeOpt,
     LufsOpt,
     ModelOpt,
+    NegativePromptOpt,
     OutputOpt,
     OverwriteOpt,
     QuietOpt,
@@ -24,14 +25,19 @@ from jen1cli.commands.common import (
     StepsOpt,
     check_dtype,
     check_duration,
+    check_negative_prompt,
     check_output,
     check_scheduler,
+    guidance_of,
     load_pipeline,
     progress_bars,
     resolve_device,
     slug,
     write_sidecar,
 )
+
+# A loop shorter than this leaves too few frames around the wrap for the seam to be regenerated.
+MIN_LOOP_SECONDS = 1.0
 
 
 def output_paths(output: Path | None, prompt: str, count: int) -> list[Path]:
@@ -59,6 +65,10 @@ def generate(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "fp32",
     lufs: LufsOpt = -14.0,
+    loop: Annotated[
+        bool, typer.Option("--loop", help="A loop: the file plays end-to-start with no seam.")
+    ] = False,
+    negative_prompt: NegativePromptOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -67,27 +77,43 @@ def generate(
     Example: jen1 generate "ambient synth pad" -d 10 -o pad.wav
     """
     from jen1cli.audio import master, save_audio
+    from jen1cli.loop import master_loop
     from jen1cli.pipeline import SamplingOptions
 
     check_duration(duration * num, "--duration × --num")
+    if loop and duration < MIN_LOOP_SECONDS:
+        raise BadInput(
+            f"--loop needs a --duration of at least {MIN_LOOP_SECONDS:g} s, got {duration:g}"
+        )
     check_scheduler(scheduler)
+    check_negative_prompt(negative_prompt, cfg)
     paths = [check_output(p, overwrite) for p in output_paths(output, prompt, num)]
     device = resolve_device(device)
     dtype = check_dtype(dtype, device)
     seed = random.randrange(2**31) if seed is None else seed
 
     pipe = load_pipeline(model, device, dtype)
-    options = SamplingOptions(steps=steps, guidance_scale=cfg, scheduler=scheduler, seed=seed)
+    check_negative_prompt(negative_prompt, guidance_of(pipe, cfg))
+    options = SamplingOptions(
+        steps=steps,
+        guidance_scale=cfg,
+        scheduler=scheduler,
+        seed=seed,
+        negative_prompt=negative_prompt,
+    )
     with progress_bars(quiet) as callback:
-        audio = pipe.generate([prompt] * num, duration, options, callback).cpu()
+        audio = pipe.generate([prompt] * num, duration, options, callback, loop=loop).cpu()
     diffusion = pipe.config.diffusion
+    finish = master_loop if loop else master  # a loop is mastered around its wrap
     for index, (path, clip) in enumerate(zip(paths, audio, strict=True)):
-        clip = master(clip, pipe.sample_rate, lufs)
+        clip = finish(clip, pipe.sample_rate, lufs)
         save_audio(path, clip, pipe.sample_rate, overwrite=overwrite)
         write_sidecar(
             path,
             {
                 "prompt": prompt,
+                "negative_prompt": negative_prompt,
+                "loop": loop,
                 "seed": seed,
                 "variation": index,
                 "duration_s": duration,

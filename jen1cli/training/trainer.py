@@ -345,6 +345,9 @@ def _train_autoencoder(
     )
     _report_dataset(dataset, hooks)
     _check_batch_size(dataset, options, accelerator)
+    if config.autoencoder.decoder == "istft":
+        _train_fourier_autoencoder(model, dataset, options, accelerator, hooks, flag)
+        return
     sampler = ResumableSampler(len(dataset), options.seed)
     autoencoder = model.autoencoder.train()
     discriminator = MultiScaleSTFTDiscriminator(
@@ -397,6 +400,36 @@ def _train_autoencoder(
             opt_d.step()
             sched_d.step()  # the discriminator's schedule starts when it does
             logs["discriminator"] = loss_d
+        ema.update(accelerator.unwrap_model(autoencoder))
+        loop.after_step({k: float(v.detach()) for k, v in logs.items()})
+    ema.copy_to(accelerator.unwrap_model(autoencoder))
+    model.autoencoder = accelerator.unwrap_model(autoencoder).eval()
+    _export(accelerator, model, options, "autoencoder", finished=not loop.cut_short)
+
+
+def _train_fourier_autoencoder(model, dataset, options, accelerator, hooks, flag) -> None:
+    """The Fourier codec learns its decoder from magnitude losses alone (its encoder is fixed)."""
+    sampler = ResumableSampler(len(dataset), options.seed)
+    autoencoder = model.autoencoder.train()
+    opt = torch.optim.AdamW(autoencoder.parameters(), lr=options.autoencoder_lr, betas=(0.9, 0.99))
+    warmup = min(options.warmup_steps, options.max_steps // 10)
+    sched = warmup_linear_decay(opt, warmup, options.max_steps)
+    loader = _loader(dataset, options, sampler)
+    autoencoder, opt, sched, loader = accelerator.prepare(autoencoder, opt, sched, loader)
+    ema = EMA(accelerator.unwrap_model(autoencoder), options.ema_decay)
+    generator = torch.Generator().manual_seed(options.seed)
+    loop = _Loop(
+        "autoencoder", options, accelerator, hooks, flag, sampler, ema, generator, options.max_steps
+    )
+    loop.resume()
+    for batch in loop.batches(loader):
+        logs = autoencoder(batch["audio"], losses=True)
+        loss = sum(logs.values())
+        opt.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(autoencoder.parameters(), 1.0)
+        opt.step()
+        sched.step()
         ema.update(accelerator.unwrap_model(autoencoder))
         loop.after_step({k: float(v.detach()) for k, v in logs.items()})
     ema.copy_to(accelerator.unwrap_model(autoencoder))

@@ -1,0 +1,137 @@
+"""`jen1 generate --loop`: the file plays end-to-start with no seam.
+
+The seam measures: the sample jump across the wrap, and the spectral flux between STFT frames
+that straddle it, each no larger than anywhere inside the clip; and no fade to silence there.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from jen1cli.audio import integrated_loudness, master
+from jen1cli.cli import app
+from jen1cli.loop import close_loop, master_loop
+from jen1cli.pipeline import Jen1Pipeline, SamplingOptions
+from tests.tiny_fourier import tiny_fourier_model
+
+SR = 48_000
+N_FFT, HOP = 1024, 256
+runner = CliRunner()
+
+
+def seam(x: torch.Tensor) -> dict[str, float]:
+    """Seam measures of a clip [C, N] played on repeat: at the wrap, and the largest inside."""
+    n = x.shape[-1]
+    twice = torch.cat([x, x], dim=-1)
+    jumps = (twice[:, 1:] - twice[:, :-1]).abs().amax(dim=0)  # jumps[i]: sample i -> i + 1
+    spec = torch.stft(
+        twice.mean(0), N_FFT, HOP, window=torch.hann_window(N_FFT), center=False,
+        return_complex=True,
+    ).abs()  # fmt: skip
+    flux = (spec[:, 1:] - spec[:, :-1]).clamp(min=0).sum(0)  # flux[j]: frame j -> j + 1
+    starts = torch.arange(spec.shape[1]) * HOP
+    straddles = (starts < n) & (starts + N_FFT > n)
+    at_wrap = straddles[1:] | straddles[:-1]
+    inside = starts[1:] + N_FFT <= n
+    edge = round(0.1 * SR)
+    wrap_level = torch.cat([x[:, -edge:], x[:, :edge]], dim=-1).square().mean()
+    return {
+        "jump_wrap": float(jumps[n - 1]),
+        "jump_inside": float(jumps[: n - 1].max()),
+        "flux_wrap": float(flux[at_wrap].max()),
+        "flux_inside": float(flux[inside].max()),
+        "level_db": float(10 * torch.log10(wrap_level / x.square().mean())),
+    }
+
+
+def assert_seamless(x: torch.Tensor) -> None:
+    m = seam(x)
+    assert m["jump_wrap"] <= m["jump_inside"], m
+    assert m["flux_wrap"] <= m["flux_inside"], m
+    assert abs(m["level_db"]) < 6.0, m  # no fade to silence (or swell) at the wrap
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_model_dir):
+    return Jen1Pipeline.from_pretrained(str(tiny_model_dir))
+
+
+def test_loop_has_no_seam_and_plain_generation_has_one(pipe):
+    options = SamplingOptions(steps=3, seed=0)
+    loop = pipe.generate(["pad"], 2.0, options, loop=True)[0]
+    assert loop.shape == (2, 2 * SR)
+    assert_seamless(loop)
+    assert_seamless(master_loop(loop, SR, -14.0))
+    # the measure sees a seam where there is one: a plain clip's end does not lead to its start
+    plain = master(pipe.generate(["pad"], 2.0, options)[0], SR, -14.0)
+    assert seam(plain)["flux_wrap"] > seam(plain)["flux_inside"]
+
+
+def test_loop_without_seam_for_a_non_local_decoder_and_any_length():
+    """Griffin-Lim decodes each piece with its own phases, and 1.55 s is 232.5 latent frames:
+    the wrap is closed by the overhang folded into the start, not by luck."""
+    fourier = Jen1Pipeline(tiny_fourier_model())
+    loop = fourier.generate(["pad"], 1.55, SamplingOptions(steps=2, seed=0), loop=True)[0]
+    assert loop.shape == (2, round(1.55 * SR))
+    assert_seamless(master_loop(loop, SR, -14.0))
+
+
+def test_loop_past_the_window_rolls_out_and_closes(pipe):
+    loop = pipe.generate(["pad"], 2.6, SamplingOptions(steps=1, seed=2), loop=True)[0]
+    assert loop.shape == (2, round(2.6 * SR))
+    assert_seamless(loop)
+
+
+def test_close_loop_makes_any_signal_wrap_continuously():
+    t = torch.arange(12_000 + 2_000) / SR
+    x = torch.sin(2 * torch.pi * 437.3 * t)[None]  # not periodic in 12 000 samples
+    loop = close_loop(x, 12_000, 2_000)
+    assert torch.equal(loop[:, 2_000:], x[:, 2_000:12_000])  # only the fade-in is touched
+    assert seam(loop)["jump_wrap"] <= seam(loop)["jump_inside"]
+    # 440 Hz repeats every 12 000 samples (110 periods): the overhang equals the start, no change
+    periodic = torch.sin(2 * torch.pi * 440 * torch.arange(14_400, dtype=torch.float64) / SR)
+    periodic = periodic.float()[None]
+    assert torch.allclose(close_loop(periodic, 12_000, 2_400), periodic[:, :12_000], atol=1e-5)
+
+
+def test_master_loop_keeps_a_loop_seamless_and_sets_loudness():
+    t = torch.arange(SR) / SR
+    x = 0.05 * torch.stack([torch.sin(2 * torch.pi * 220 * t), torch.sin(2 * torch.pi * 330 * t)])
+    x = x + 0.3  # a DC offset: the high-pass's start-up would make a seam
+    mastered = master_loop(x, SR, -14.0)
+    assert_seamless(mastered)
+    assert abs(integrated_loudness(mastered, SR) + 14.0) <= 0.5
+    assert seam(master(x, SR, -14.0))["jump_wrap"] > seam(mastered)["jump_wrap"]
+
+
+# --- the command -------------------------------------------------------------------------------
+@pytest.fixture()
+def run(tiny_model_dir, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+
+    def invoke(*args: str):
+        return runner.invoke(app, [*args, "--model", str(tiny_model_dir), "--device", "cpu", "-q"])
+
+    return invoke
+
+
+def test_generate_loop_writes_a_seamless_file_and_records_it(run):
+    result = run("generate", "drum loop", "--loop", "-d", "1.5", "--steps", "2", "-o", "l.wav")
+    assert result.exit_code == 0, result.output
+    audio, sr = sf.read("l.wav", dtype="float32", always_2d=True)
+    assert sr == SR and audio.shape == (round(1.5 * SR), 2)
+    clip = torch.from_numpy(audio.T.copy())
+    assert_seamless(clip)
+    assert abs(integrated_loudness(clip, SR) + 14.0) <= 0.5
+    meta = json.loads(Path("l.wav.json").read_text())
+    assert meta["loop"] is True and meta["negative_prompt"] is None
+
+
+def test_generate_loop_refuses_a_too_short_loop(run):
+    result = run("generate", "x", "--loop", "-d", "0.5", "-o", "l.wav")
+    assert result.exit_code == 2 and "--loop needs a --duration of at least 1 s" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not Path("l.wav").exists()
