@@ -357,3 +357,29 @@ def test_diffusion_trains_under_bf16_autocast_and_keeps_float32_weights(prepared
     assert {t.dtype for t in weights.values()} == {torch.float32}
     before = load_file(prepared / "base" / "unet.safetensors")
     assert any(not torch.equal(weights[k], before[k]) for k in before)  # it did train
+
+
+def test_the_fourier_codec_trains_on_its_magnitude_losses(tmp_path):
+    # decoder="istft" takes its own branch of the autoencoder stage: magnitude losses, no GAN.
+    from jen1cli.config import AutoencoderConfig
+    from jen1cli.modules.fourier_autoencoder import FourierAutoencoder
+
+    write_dataset(tmp_path / "data")
+    config = tiny_config(window_seconds=0.5)
+    config.autoencoder = AutoencoderConfig(
+        latent_dim=8, ratios=(8, 8, 5), decoder="istft", mid_bands=6, side_bands=2,
+        analysis_ffts=(1024, 256), n_fft=512, decoder_dim=16, decoder_layers=1,
+        griffin_lim_iters=2,
+    )  # fmt: skip
+    lines: list[str] = []
+    opts = options(tmp_path, "run", config=config, stage="autoencoder", max_steps=3, ema_decay=0.0)
+    train(opts, TrainHooks(log=lines.append))
+    assert any("log_magnitude" in line and "convergence" in line for line in lines)
+    assert not any("adversarial" in line for line in lines)
+    from jen1cli.model import Jen1Model
+
+    trained = Jen1Model.from_pretrained(tmp_path / "run", load_text_encoder=False).autoencoder
+    assert isinstance(trained, FourierAutoencoder)
+    audio = 0.1 * torch.randn(1, 2, 4_000)
+    decoded = trained.decode(trained.encode(audio), 4_000)
+    assert decoded.shape == (1, 2, 4_000) and torch.isfinite(decoded).all()
