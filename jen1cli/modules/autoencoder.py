@@ -208,6 +208,28 @@ def mask_latent_frames(
     return latent.masked_fill(mask[:, None, :], 0.0), mask
 
 
+def check_audio(audio: Tensor, channels: int) -> None:
+    """Refuse anything but non-empty audio [B, channels, N] (every codec's encode input)."""
+    if audio.ndim != 3 or audio.shape[1] != channels:
+        raise ValueError(f"expected audio [B, {channels}, N], got {tuple(audio.shape)}")
+    if audio.shape[-1] < 1:
+        raise ValueError("cannot encode empty audio")
+
+
+def masked_reconstruction(codec: nn.Module, audio: Tensor) -> AutoencoderOutput:
+    """Encode, zero ``latent_mask_prob`` of the frames in training mode only (§4.1), decode."""
+    latent = codec.encode(audio)
+    p = codec.config.latent_mask_prob
+    if codec.training and p > 0:
+        masked, mask = mask_latent_frames(latent, p)
+    else:
+        masked = latent
+        mask = torch.zeros(
+            latent.shape[0], latent.shape[-1], dtype=torch.bool, device=latent.device
+        )
+    return AutoencoderOutput(codec.decode(masked, audio.shape[-1]), latent, mask)
+
+
 def _check_config(config: AutoencoderConfig) -> None:
     if config.norm not in _NORMS:
         raise ValueError(f"norm must be one of {_NORMS}, got {config.norm!r}")
@@ -249,12 +271,7 @@ class Autoencoder(nn.Module):
 
     def encode(self, audio: Tensor) -> Tensor:
         """Encode audio [B, C, N] to a latent [B, latent_dim, ceil(N / hop)]."""
-        if audio.ndim != 3 or audio.shape[1] != self.config.audio_channels:
-            raise ValueError(
-                f"expected audio [B, {self.config.audio_channels}, N], got {tuple(audio.shape)}"
-            )
-        if audio.shape[-1] < 1:
-            raise ValueError("cannot encode empty audio")
+        check_audio(audio, self.config.audio_channels)
         # Every strided conv pads its input to a multiple of its stride, so a partial last hop
         # still becomes a frame: N samples -> ceil(N / hop) frames with no padding here.
         return self.encoder(audio)
@@ -274,12 +291,4 @@ class Autoencoder(nn.Module):
 
     def forward(self, audio: Tensor) -> AutoencoderOutput:
         """Reconstruct audio [B, C, N]; latent frames are masked only in training mode."""
-        latent = self.encode(audio)
-        if self.training and self.config.latent_mask_prob > 0:
-            masked, mask = mask_latent_frames(latent, self.config.latent_mask_prob)
-        else:
-            masked = latent
-            mask = torch.zeros(
-                latent.shape[0], latent.shape[-1], dtype=torch.bool, device=latent.device
-            )
-        return AutoencoderOutput(self.decode(masked, audio.shape[-1]), latent, mask)
+        return masked_reconstruction(self, audio)

@@ -24,7 +24,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jen1cli.config import AutoencoderConfig
-from jen1cli.modules.autoencoder import AutoencoderOutput, mask_latent_frames
+from jen1cli.modules.autoencoder import (
+    AutoencoderOutput,
+    check_audio,
+    mask_latent_frames,
+    masked_reconstruction,
+)
 from jen1cli.modules.pitch_filterbank import PitchFilterbank
 
 SIDE_KNEE_HZ = 200.0  # the side channel's bands: a coarse stereo envelope, not pitch
@@ -154,12 +159,7 @@ class FourierAutoencoder(nn.Module):
 
     def encode(self, audio: Tensor) -> Tensor:
         """Audio [B, C, N] -> latent [B, mid_bands + side_bands, ceil(N / hop)]."""
-        if audio.ndim != 3 or audio.shape[1] != self.config.audio_channels:
-            raise ValueError(
-                f"expected audio [B, {self.config.audio_channels}, N], got {tuple(audio.shape)}"
-            )
-        if audio.shape[-1] < 1:
-            raise ValueError("cannot encode empty audio")
+        check_audio(audio, self.config.audio_channels)
         ms = to_mid_side(audio.float())
         parts = [self.mid_bands(ms[:, 0])]
         if self.side_bands is not None:
@@ -240,15 +240,7 @@ class FourierAutoencoder(nn.Module):
         """
         if losses:
             return self.spectral_loss(audio)
-        latent = self.encode(audio)
-        if self.training and self.config.latent_mask_prob > 0:
-            masked, mask = mask_latent_frames(latent, self.config.latent_mask_prob)
-        else:
-            masked = latent
-            mask = torch.zeros(
-                latent.shape[0], latent.shape[-1], dtype=torch.bool, device=latent.device
-            )
-        return AutoencoderOutput(self.decode(masked, audio.shape[-1]), latent, mask)
+        return masked_reconstruction(self, audio)
 
 
 def _check_config(config: AutoencoderConfig) -> None:
