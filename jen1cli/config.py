@@ -106,6 +106,9 @@ class UNetConfig:
     mid_attention: bool = True
     ff_mult: int = 4  # feed-forward width in each attention block (0 = none)
     dropout: float = 0.0
+    # Also add the prompt's mean token state to the time embedding (global conditioning, as
+    # AudioLDM and Stable Audio do) beside cross-attention; the paper has cross-attention only.
+    pooled_text: bool = False
 
     @property
     def downsample_factor(self) -> int:
@@ -162,6 +165,11 @@ class DiffusionConfig:
     max_inpaint_spans: int = 3
     # Weight of the known (in-context) frames in the ε-MSE; generated ones weigh 1 (objective.py).
     known_frames_loss_weight: float = 1.0
+    # "uniform": the paper's plain ε-MSE (eq. 5). "min_snr": each sample's ε-MSE weighted by
+    # min(SNR(t), γ) / SNR(t) (Hang et al. 2023), which stops the nearly clean, low-noise steps
+    # from dominating the gradient; γ = ``min_snr_gamma``.
+    loss_weighting: Literal["uniform", "min_snr"] = "uniform"
+    min_snr_gamma: float = 5.0
 
 
 @dataclass

@@ -78,6 +78,14 @@ def train(
             "--sample-every", min=0, help="Log an audio sample to TensorBoard every N steps."
         ),
     ] = 0,
+    snapshot_every: Annotated[
+        int,
+        typer.Option(
+            "--snapshot-every",
+            min=0,
+            help="Keep the EMA weights every N steps in RUN/snapshots (a learning curve).",
+        ),
+    ] = 0,
     latent_cache: Annotated[
         bool, typer.Option("--latent-cache", help="Pre-encode latents once.")
     ] = False,
@@ -138,6 +146,7 @@ def train(
         checkpoint_every=checkpoint_every,
         log_every=log_every,
         sample_every=sample_every,
+        snapshot_every=snapshot_every,
         latent_cache=latent_cache,
         seed=seed,
         num_workers=num_workers,

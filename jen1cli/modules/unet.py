@@ -22,6 +22,7 @@ from jen1cli.modules.layers import (
     TimeEmbedding,
     Upsample1d,
 )
+from jen1cli.modules.pooled_text import PooledTextEmbedding
 
 
 class ResBlock(nn.Module):
@@ -144,6 +145,9 @@ class OmniUNet1d(nn.Module):
         self.config = config
         c, ch = config, config.channels
         self.time_embed = TimeEmbedding(ch[0], c.time_embed_dim)
+        self.pooled_text = (
+            PooledTextEmbedding(c.context_dim, c.time_embed_dim) if c.pooled_text else None
+        )
         self.conv_in = ModeConv1d(2 * c.latent_channels + 1, ch[0], c.kernel_size)
         self.down = nn.ModuleList()
         prev = ch[0]
@@ -203,6 +207,8 @@ class OmniUNet1d(nn.Module):
         timestep = torch.as_tensor(timestep, device=sample.device)
         timestep = timestep.expand(b) if timestep.ndim == 0 else timestep
         temb = self.time_embed(timestep)  # [B, E]
+        if self.pooled_text is not None and cond.context is not None:
+            temb = temb + self.pooled_text(cond.context, cond.key_mask, cond.use_text)
 
         x = torch.cat([sample, masked_latent, mask.to(sample.dtype)], dim=1)  # [B, 2k+1, T]
         # Pad at the END to a multiple of the down-sampling: frames after T can only influence

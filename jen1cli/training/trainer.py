@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -70,6 +71,7 @@ class TrainOptions:
     checkpoint_every: int = 200
     log_every: int = 10
     sample_every: int = 0  # diffusion: log an audio sample to TensorBoard every N steps (0 = never)
+    snapshot_every: int = 0  # keep the EMA weights every N steps in RUN/snapshots (0 = never)
     sample_prompt: str = "a mellow piano ballad in D minor at 72 BPM"
     ema_decay: float = 0.999
     adversarial_start: float = 0.25  # fraction of the autoencoder steps before the GAN losses join
@@ -173,6 +175,14 @@ def _load_run_model(options: TrainOptions, with_text: bool) -> Jen1Model:
             _initialise(model, options.init_from)
     if with_text and options.text_encoder is not None:
         model.text_encoder = options.text_encoder
+    elif with_text and model.text_encoder is None:
+        # A diffusion-only run in a new folder (--stage diffusion --init-from MODEL): the frozen
+        # encoder the config names, found beside the model it starts from.
+        from jen1cli.model import load_text_encoder_for, resolve_model_folder
+
+        # resolve: --init-from may be a Hub id, whose files are in a cache snapshot folder
+        source = resolve_model_folder(options.init_from) if options.init_from else options.output
+        model.text_encoder = load_text_encoder_for(model.config, source)
     return model
 
 
@@ -264,6 +274,7 @@ class _Loop:
         self.cut_short = False  # ended by --max-minutes before `total`
         budget = options.max_minutes
         self.deadline = None if budget is None else time.monotonic() + 60 * budget
+        self._since = (time.monotonic(), 0)  # (time, step) of the last log line: the throughput
 
     def resume(self) -> None:
         if self.options.resume and has_checkpoint(self.options.output, self.stage):
@@ -279,6 +290,17 @@ class _Loop:
         save_checkpoint(
             self.accelerator, self.options.output, self.stage, state, self.ema, self.generator
         )
+
+    def _snapshot(self) -> None:
+        """Keep this step's EMA weights (RUN/snapshots/STAGE-stepN.safetensors) for a learning
+        curve; the checkpoint itself only ever holds the latest step."""
+        folder = self.options.output / "snapshots"
+        folder.mkdir(exist_ok=True)
+        final = folder / f"{self.stage}-step{self.step:07d}.safetensors"
+        tmp = final.with_name(f".{final.name}.tmp")
+        shadow = {k: v.detach().cpu().contiguous() for k, v in self.ema.shadow.items()}
+        save_file(shadow, tmp, metadata={"step": str(self.step), "stage": self.stage})
+        tmp.replace(final)
 
     def batches(self, loader):
         """Yield batches until ``total`` steps; the caller does one optimizer step per batch."""
@@ -317,11 +339,19 @@ class _Loop:
         self.sampler.advance(self.options.batch_size * self.accelerator.num_processes)
         self.hooks.progress(self.stage, self.step, self.total)
         if self.step % self.options.log_every == 0 or self.step == self.total:
+            now, before = time.monotonic(), self._since
+            samples = (self.step - before[1]) * self.options.batch_size
+            samples *= self.options.grad_accum * self.accelerator.num_processes
+            logs = {**logs, "samples/s": samples / max(now - before[0], 1e-9)}
+            self._since = (now, self.step)
             self.accelerator.log({f"{self.stage}/{k}": v for k, v in logs.items()}, step=self.step)
             text = ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
             self.hooks.log(f"{self.stage} step {self.step}/{self.total}: {text}")
         if self.step % self.options.checkpoint_every == 0 or self.step == self.total:
             self.save()
+        every = self.options.snapshot_every
+        if every and self.step % every == 0 and self.accelerator.is_main_process:
+            self._snapshot()
         if self.flag.stop:
             self.save()
             raise TrainingInterrupted(
@@ -548,10 +578,11 @@ def _train_diffusion(
             "the run has no whitening statistics yet: run --stage whitening (or all) first"
         )
     cache = options.output / "latents"
+    seconds = options.seconds or config.window_seconds
     if options.latent_cache and cache.is_dir():
-        dataset = LatentCacheDataset(cache, config.window_frames, options.seed)
+        frames = max(1, round(seconds * config.autoencoder.frame_rate))
+        dataset = LatentCacheDataset(cache, frames, options.seed)
     else:
-        seconds = options.seconds or config.window_seconds
         dataset = AudioTextDataset(
             options.data_dir,
             seconds,
@@ -566,6 +597,8 @@ def _train_diffusion(
     frozen.requires_grad_(False)
     frozen.to(accelerator.device)
     text_encoder = model.text_encoder.to(accelerator.device)
+    # Captions repeat every epoch: keep all their states, so the frozen encoder runs once each.
+    text_encoder.cache_size = max(text_encoder.cache_size, len(dataset))
     objective = DiffusionObjective(model.unet.train(), config.diffusion)
     optimizer = torch.optim.AdamW(
         objective.parameters(), lr=options.lr, betas=(0.9, 0.95), weight_decay=0.1
