@@ -1,9 +1,11 @@
-"""Does generated music follow its prompt? Tempo and key of clips made from held-out captions.
+"""Does generated music follow its prompt? Tempo, key, mode and drums of held-out captions.
 
 For each of the first ``--count`` rows of a held-out split (``metadata.jsonl`` with ``text``,
-``bpm``, ``tonic``, ``mode``), one clip is generated from the caption; its tempo (librosa beat
-tracking) and key (chroma + Krumhansl–Kessler profiles, ``music_analysis.py``) are estimated and
-compared with the row's labels. Four columns put the score in context:
+``bpm``, ``tonic``, ``mode`` and, from ``make_dataset.py``, ``drums``), one clip is generated from
+the caption; its tempo (librosa beat tracking), key and mode (chroma + Krumhansl–Kessler
+profiles) and whether it has drums (percussive energy above 5 kHz), all from
+``music_analysis.py``, are estimated and compared with the row's labels. Four columns put the
+score in context:
 
 - **matched**: each clip against the labels of the prompt it was generated from;
 - **shuffled**: each clip against the labels of another row (a fixed-seed derangement), i.e. the
@@ -13,19 +15,27 @@ compared with the row's labels. Four columns put the score in context:
   autoencoder and whitening — the best any generator on these latents can score, since every
   generated clip goes through that decoder.
 
-A caption may leave out the tempo or the key (the data recipe drops each 10 % of the time), so a
-metric counts only rows whose caption states that attribute; rows that do not are still generated
-and reported per clip. Example:
+A caption may leave out an attribute (the data recipe drops tempo and key each 10 % of the time,
+and names the drums only sometimes), so a metric counts only rows whose caption states it — see
+``text_following_scoring.py`` for what "states" means per metric; rows that do not are still
+generated and reported per clip.
+
+``--snapshots GLOB`` adds a learning curve: the diffusion EMA snapshots a training run keeps
+(``jen1 train --snapshot-every N`` writes ``RUN/snapshots/diffusion-stepNNNNNNN.safetensors``) are
+loaded into the U-Net one by one, and each generates the same clips (same seeds), scored matched
+and shuffled, against samples seen = step × ``--train-batch``. The ceilings are computed once.
+Example:
 
     python examples/eval_text_following.py --model models/jen1-demo \\
-        --heldout /data/synth/heldout --count 80 --seconds 10 --batch 8 --out tf.json
+        --heldout /data/synth/heldout --count 80 --seconds 10 --batch 8 --out tf.json \\
+        --snapshots 'RUN/snapshots/diffusion-step*.safetensors' --train-batch 16
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
-import random
 import re
 import shlex
 import sys
@@ -36,25 +46,21 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from music_analysis import estimate_key, estimate_tempo, key_match, parse_key, tempo_match
-
-# "120 BPM", "120bpm", "120 beats per minute" — every tempo spelling of the data recipe.
-_TEMPO_RE = re.compile(r"\b(\d{2,3})\s*(?:bpm|beats per minute)\b", re.IGNORECASE)
-# "D minor", "F# major", "Eb minor", "B flat minor", "C sharp major".
-_KEY_RE = re.compile(r"\b([A-G](?:#|♯|b|♭)?(?:\s+(?:sharp|flat))?)\s+(major|minor)\b")
-
-METRICS = {  # name -> (description, test on one scored pair)
-    "tempo": ("tempo within 8 %", lambda s: s["tempo_strict"]),
-    "tempo_octave": ("tempo within 8 %, half/double ok", lambda s: s["tempo_octave"]),
-    "key_exact": ("key exact", lambda s: s["key_match"] == "exact"),
-    "key_relative": ("key exact or relative", lambda s: s["key_match"] != "none"),
-}
-# Which caption attribute a metric needs stated.
-_NEEDS = {"tempo": "tempo", "tempo_octave": "tempo", "key_exact": "key", "key_relative": "key"}
+from music_analysis import DRUMS_THRESHOLD_DB, estimate_key, estimate_tempo, percussive_high_db
+from text_following_scoring import (
+    METRICS,
+    compare,
+    curve_table,
+    derangement,
+    prompt_states,
+    score_generated,
+    score_recordings,
+    table,
+)
 
 
 def log(message: str) -> None:
-    """Progress goes to stderr, so stdout holds only the results table."""
+    """Progress goes to stderr, so stdout holds only the results tables."""
     print(message, file=sys.stderr, flush=True)
 
 
@@ -72,61 +78,29 @@ def row_id(row: dict) -> str:
     return str(row.get("id") or Path(row["file_name"]).stem)
 
 
-def states_tempo(text: str, bpm: float) -> bool:
-    """Whether the caption states this tempo in BPM."""
-    return any(int(m.group(1)) == round(bpm) for m in _TEMPO_RE.finditer(text))
-
-
-def states_key(text: str, tonic: str, mode: str) -> bool:
-    """Whether the caption names this key, in any spelling (``C#``, ``C sharp``...)."""
-    wanted = parse_key((tonic, mode))
-    for m in _KEY_RE.finditer(text):
-        try:
-            if parse_key((m.group(1), m.group(2))) == wanted:
-                return True
-        except ValueError:
-            continue
-    return False
-
-
-def derangement(n: int, seed: int) -> list[int]:
-    """A random permutation of range(n) with no fixed point (rejection sampling, n >= 2)."""
-    rng = random.Random(seed)
-    while True:
-        perm = list(range(n))
-        rng.shuffle(perm)
-        if all(i != p for i, p in enumerate(perm)):
-            return perm
-
-
 def analyse(audio: np.ndarray, sr: int) -> dict:
-    """Estimated tempo (BPM) and key ("D minor") of [C, T] audio."""
-    return {"tempo": estimate_tempo(audio, sr), "key": " ".join(estimate_key(audio, sr))}
-
-
-def compare(est: dict, row: dict) -> dict:
-    """Score estimates against one row's labels."""
-    key = f"{row['tonic']} {row['mode']}"
+    """Estimated tempo (BPM), key ("D minor") and drums (bool, and the dB it rests on) of [C, T]."""
+    drums_db = percussive_high_db(audio, sr)
     return {
-        "tempo_strict": tempo_match(est["tempo"], row["bpm"]),
-        "tempo_octave": tempo_match(est["tempo"], row["bpm"], octave=True),
-        "key_match": key_match(est["key"], key),
+        "tempo": estimate_tempo(audio, sr),
+        "key": " ".join(estimate_key(audio, sr)),
+        "drums": drums_db > DRUMS_THRESHOLD_DB,
+        "drums_db": drums_db,
     }
 
 
-def rate(pairs: list[tuple[dict, dict, dict]], metric: str) -> dict:
-    """Hits / n over (estimate, row, stated) pairs whose row states the metric's attribute."""
-    test, need = METRICS[metric][1], _NEEDS[metric]
-    scored = [compare(est, row) for est, row, stated in pairs if stated[need]]
-    hits = sum(bool(test(s)) for s in scored)
-    return {"hits": hits, "n": len(scored), "rate": hits / len(scored) if scored else None}
+def shown(est: dict) -> dict:
+    """An estimate, rounded for the report."""
+    return est | {"tempo": round(est["tempo"], 1), "drums_db": round(est["drums_db"], 1)}
 
 
-def generate_clips(pipe, rows: list[dict], args: argparse.Namespace) -> list[np.ndarray]:
+def generate_clips(
+    pipe, rows: list[dict], args: argparse.Namespace, save_to: Path | None = None
+) -> list[np.ndarray]:
     """One clip per caption, ``--batch`` at a time; batch b samples with seed ``--seed + b``.
 
     Clips are mastered as ``jen1 generate`` writes them (DC removed, -14 LUFS), so the scores are
-    those of the files a user gets.
+    those of the files a user gets; ``save_to`` also keeps them as WAVs there.
     """
     from jen1cli.audio import master, save_audio
     from jen1cli.pipeline import SamplingOptions
@@ -146,13 +120,24 @@ def generate_clips(pipe, rows: list[dict], args: argparse.Namespace) -> list[np.
         audio = pipe.generate([r["text"] for r in batch], args.seconds, options, progress).cpu()
         for row, clip in zip(batch, audio, strict=True):
             clip = master(clip, sr)  # [2, N]
-            if args.save_audio:
-                save_audio(args.save_audio / f"{row_id(row)}.wav", clip, sr, overwrite=True)
+            if save_to:
+                save_audio(save_to / f"{row_id(row)}.wav", clip, sr, overwrite=True)
             clips.append(clip.numpy())
         took = time.perf_counter() - start
         done = f"  batch {b + 1}/{len(batches)}: {len(batch)} clips in {took:.1f} s"
         log(f"\r{done:<50}")
     return clips
+
+
+def generate_and_analyse(
+    pipe, rows: list[dict], args: argparse.Namespace, save_to: Path | None = None
+) -> tuple[list[dict], float, float]:
+    """Estimates of one clip per row, and the seconds generation and analysis took."""
+    start = time.perf_counter()
+    clips = generate_clips(pipe, rows, args, save_to)
+    middle = time.perf_counter()
+    estimates = [analyse(clip, pipe.sample_rate) for clip in clips]
+    return estimates, middle - start, time.perf_counter() - middle
 
 
 def real_audio(heldout: Path, row: dict, seconds: float) -> tuple[np.ndarray, int]:
@@ -172,39 +157,53 @@ def autoencoded_audio(pipe, heldout: Path, row: dict, seconds: float) -> np.ndar
     return pipe.decode(pipe.encode(audio[None]), audio.shape[-1])[0].cpu().numpy()
 
 
-def table(totals: dict) -> str:
-    """The results as a plain-text table: one row per metric, one column per comparison."""
-    cols = ("matched", "shuffled", "all_pairs", "via_autoencoder", "ceiling")
-    heads = ("matched", "shuffled", "(all pairs)", "via autoencoder", "real audio")
-    lines = [f"{'metric':<34}" + "".join(f"{h:>20}" for h in heads)]
-    for metric, (description, _) in METRICS.items():
-        cells = []
-        for col in cols:
-            r = totals[col][metric]
-            if r["rate"] is None:
-                cells.append("n/a")
-            elif col == "all_pairs":  # counts are of pairs, not clips
-                cells.append(f"{100 * r['rate']:.0f}%")
-            else:
-                cells.append(f"{100 * r['rate']:.0f}% ({r['hits']}/{r['n']})")
-        lines.append(f"{description:<34}" + "".join(f"{c:>20}" for c in cells))
-    return "\n".join(lines)
+def snapshot_step(path: Path) -> int:
+    """A snapshot's training step: its metadata's ``step``, else the ``stepNNN`` in its name."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if "step" in meta:
+        return int(meta["step"])
+    found = re.search(r"step(\d+)", path.stem)
+    if not found:
+        raise SystemExit(f"{path}: no step in its metadata or its name")
+    return int(found.group(1))
 
 
-def all_pairs_rate(
-    estimates: list[dict], rows: list[dict], stated: list[dict], metric: str
-) -> dict:
-    """Chance rate over every (clip i, row j != i) pair: what the derangement estimates, less noisy.
+def find_snapshots(pattern: str) -> list[tuple[int, Path]]:
+    """(step, path) of every file the glob matches, by step."""
+    paths = [Path(p) for p in glob.glob(pattern)]
+    if not paths:
+        raise SystemExit(f"--snapshots {pattern!r} matches no file")
+    return sorted((snapshot_step(p), p) for p in paths)
 
-    ``hits`` and ``n`` count pairs here, not clips.
-    """
-    pairs = [
-        (est, rows[j], stated[j])
-        for i, est in enumerate(estimates)
-        for j in range(len(rows))
-        if j != i
-    ]
-    return rate(pairs, metric)
+
+def learning_curve(pipe, rows, stated, perm, args: argparse.Namespace) -> list[dict]:
+    """Matched and shuffled scores of the clips each snapshot's U-Net generates."""
+    from safetensors.torch import load_file
+
+    snapshots = find_snapshots(args.snapshots)
+    curve = []
+    for k, (step, path) in enumerate(snapshots):
+        log(f"snapshot {k + 1}/{len(snapshots)}: step {step} ({path.name})")
+        pipe.model.unet.load_state_dict(load_file(str(path)))  # cast to the U-Net's dtype/device
+        save_to = args.save_audio / f"step{step:07d}" if args.save_audio else None
+        if save_to:
+            save_to.mkdir(parents=True, exist_ok=True)
+        estimates, gen_s, analysis_s = generate_and_analyse(pipe, rows, args, save_to)
+        curve.append(
+            {
+                "step": step,
+                "samples_seen": step * args.train_batch,
+                "snapshot": str(path),
+                "generate_s": round(gen_s, 1),
+                "analysis_s": round(analysis_s, 1),
+                "totals": score_generated(estimates, rows, stated, perm),
+                "estimates": {row_id(r): shown(e) for r, e in zip(rows, estimates, strict=True)},
+            }
+        )
+    return curve
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -228,9 +227,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="generate nothing: score only the held-out clips through the autoencoder (and as "
         "they are), to judge an autoencoder before a diffusion model is trained on it",
     )
+    p.add_argument(
+        "--snapshots",
+        metavar="GLOB",
+        help="also score each diffusion EMA snapshot these files hold (quote the glob, e.g. "
+        "'RUN/snapshots/diffusion-step*.safetensors'): a learning curve",
+    )
+    p.add_argument(
+        "--train-batch",
+        type=int,
+        default=16,
+        help="examples per optimizer step of the training run (batch size x grad accumulation "
+        "x processes): samples seen = step x this",
+    )
     args = p.parse_args(argv)
     if args.codec_only and args.save_audio:
         p.error("--save-audio keeps generated clips, and --codec-only generates none: drop one")
+    if args.codec_only and args.snapshots:
+        p.error("--snapshots generates clips, and --codec-only generates none: drop one")
     return args
 
 
@@ -249,32 +263,18 @@ def main(argv: list[str] | None = None) -> None:
     rows = load_rows(args.heldout, args.count)
     if args.save_audio:
         args.save_audio.mkdir(parents=True, exist_ok=True)
-    stated = [
-        {
-            "tempo": states_tempo(r["text"], r["bpm"]),
-            "key": states_key(r["text"], r["tonic"], r["mode"]),
-        }
-        for r in rows
-    ]
+    stated = [prompt_states(r) for r in rows]
+    perm = derangement(len(rows), args.shuffle_seed)
     log(f"loading {args.model} on {device}")
     pipe = Jen1Pipeline.from_pretrained(args.model, device=device)
     diffusion = pipe.config.diffusion
     steps = args.steps or diffusion.num_inference_steps
     cfg = diffusion.guidance_scale if args.cfg is None else args.cfg
 
-    t_gen = time.perf_counter()
-    clips: list[np.ndarray] = []
-    if not args.codec_only:
-        log(f"generating {len(rows)} clips of {args.seconds:g} s ({steps} steps, cfg {cfg:g})")
-        clips = generate_clips(pipe, rows, args)
-    gen_s = time.perf_counter() - t_gen
-
-    log("estimating tempo and key of the generated, the real and the autoencoded clips")
+    log("estimating tempo, key and drums of the real and the autoencoded clips")
     t_an = time.perf_counter()
-    estimates, real, autoencoded = [], [], []
+    real, autoencoded = [], []
     for i, row in enumerate(rows):
-        if clips:
-            estimates.append(analyse(clips[i], pipe.sample_rate))
         real.append(analyse(*real_audio(args.heldout, row, args.seconds)))
         via = autoencoded_audio(pipe, args.heldout, row, args.seconds)
         autoencoded.append(analyse(via, pipe.sample_rate))
@@ -282,21 +282,18 @@ def main(argv: list[str] | None = None) -> None:
             log(f"  analysed {i + 1}/{len(rows)}")
     analysis_s = time.perf_counter() - t_an
 
-    perm = derangement(len(rows), args.shuffle_seed)
-    n = len(estimates)  # 0 with --codec-only: the generated clips' columns stay empty (n/a)
-    totals = {
-        "matched": {
-            m: rate(list(zip(estimates, rows[:n], stated[:n], strict=True)), m) for m in METRICS
-        },
-        "shuffled": {
-            m: rate([(e, rows[j], stated[j]) for e, j in zip(estimates, perm[:n], strict=True)], m)
-            for m in METRICS
-        },
-        "all_pairs": {m: all_pairs_rate(estimates, rows, stated, m) for m in METRICS},
-        "via_autoencoder": {
-            m: rate(list(zip(autoencoded, rows, stated, strict=True)), m) for m in METRICS
-        },
-        "ceiling": {m: rate(list(zip(real, rows, stated, strict=True)), m) for m in METRICS},
+    # the model's own weights first: the learning curve then overwrites the U-Net's
+    estimates, gen_s = [], 0.0
+    if not args.codec_only:
+        log(f"generating {len(rows)} clips of {args.seconds:g} s ({steps} steps, cfg {cfg:g})")
+        estimates, gen_s, more = generate_and_analyse(pipe, rows, args, args.save_audio)
+        analysis_s += more
+    curve = learning_curve(pipe, rows, stated, perm, args) if args.snapshots else []
+
+    # n = 0 with --codec-only: the generated clips' columns stay empty (n/a)
+    totals = score_generated(estimates, rows, stated, perm) | {
+        "via_autoencoder": score_recordings(autoencoded, rows, stated),
+        "ceiling": score_recordings(real, rows, stated),
     }
     clips_report = []
     for i, row in enumerate(rows):
@@ -304,20 +301,21 @@ def main(argv: list[str] | None = None) -> None:
             "id": row_id(row),
             "prompt": row["text"],
             "genre": row.get("genre"),
-            "labels": {"bpm": row["bpm"], "key": f"{row['tonic']} {row['mode']}"},
-            "prompt_states": stated[i],
-            "real_estimate": {"tempo": round(real[i]["tempo"], 1), "key": real[i]["key"]},
-            "real": compare(real[i], row),
-            "via_autoencoder_estimate": {
-                "tempo": round(autoencoded[i]["tempo"], 1),
-                "key": autoencoded[i]["key"],
+            "labels": {
+                "bpm": row["bpm"],
+                "key": f"{row['tonic']} {row['mode']}",
+                "drums": row.get("drums"),
             },
+            "prompt_states": stated[i],
+            "real_estimate": shown(real[i]),
+            "real": compare(real[i], row),
+            "via_autoencoder_estimate": shown(autoencoded[i]),
             "via_autoencoder": compare(autoencoded[i], row),
         }
         if estimates:
             other = rows[perm[i]]
             clip |= {
-                "estimate": {"tempo": round(estimates[i]["tempo"], 1), "key": estimates[i]["key"]},
+                "estimate": shown(estimates[i]),
                 "matched": compare(estimates[i], row),
                 "shuffled_with": row_id(other),
                 "shuffled": compare(estimates[i], other),
@@ -346,19 +344,23 @@ def main(argv: list[str] | None = None) -> None:
             }.items()
         },
         "device": device,
+        "drums_threshold_db": DRUMS_THRESHOLD_DB,
         "metrics": {m: d for m, (d, _) in METRICS.items()},
         "totals": totals,
+        # one point per snapshot, the ceilings above being the same for all
+        "learning_curve": {"train_batch": args.train_batch, "points": curve} if curve else None,
         "wall_s": round(wall, 1),
-        "analysis_s": round(analysis_s, 1),
+        "analysis_s": round(analysis_s, 1),  # of the --model clips and the recordings
         "clips": clips_report,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, ensure_ascii=False))
-    n_tempo, n_key = sum(s["tempo"] for s in stated), sum(s["key"] for s in stated)
+    n = {k: sum(s[k] for s in stated) for k in stated[0]}
     how = "nothing generated" if args.codec_only else f"{steps} steps, cfg {cfg:g}"
     print(
-        f"{len(rows)} prompts ({n_tempo} state a tempo, {n_key} a key), {args.seconds:g} s, "
-        f"{how}, model {report['model']}"
+        f"{len(rows)} prompts ({n['tempo']} state a tempo, {n['key']} a key, {n['mode']} a "
+        f"mode, {n['drums']} whether there are drums), {args.seconds:g} s, {how}, "
+        f"model {report['model']}"
     )
     print(table(totals))
     if not args.codec_only:
@@ -367,6 +369,12 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.shuffle_seed}); all pairs: the same over every other prompt. "
             f"{gen_s / len(rows):.1f} s/clip to generate."
         )
+    if curve:
+        print(
+            f"\nLearning curve, matched / shuffled (samples seen = step x {args.train_batch}; "
+            "'model' = the weights --model loaded):\n"
+        )
+        print(curve_table(curve, totals))
     print(f"{wall:.0f} s in all. Report: {args.out}")
 
 
