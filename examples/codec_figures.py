@@ -41,11 +41,12 @@ def _round_trip(pipe, audio: torch.Tensor) -> np.ndarray:
         return pipe.decode(pipe.encode(audio[None]), audio.shape[-1])[0].numpy()
 
 
-def _log_mel(audio: np.ndarray) -> np.ndarray:
+def log_mel(audio: np.ndarray, sr: int = SR) -> np.ndarray:
+    """128-band log-mel spectrogram of the mono mix [mels, frames], dB re its peak (-80..0)."""
     import librosa
 
     mel = librosa.feature.melspectrogram(
-        y=audio.mean(axis=0), sr=SR, n_fft=2048, hop_length=512, n_mels=128
+        y=audio.mean(axis=0), sr=sr, n_fft=2048, hop_length=512, n_mels=128
     )
     return librosa.power_to_db(mel, ref=np.max, top_db=80)
 
@@ -67,7 +68,7 @@ def spectrograms(args) -> None:
         decoded = _round_trip(pipe, audio)
         chroma = ma.chroma_correlation(audio.numpy(), decoded, SR)
         for ax, y, title in ((row[0], audio.numpy(), "input"), (row[1], decoded, "round trip")):
-            ax.imshow(_log_mel(y), origin="lower", aspect="auto", cmap="magma",
+            ax.imshow(log_mel(y), origin="lower", aspect="auto", cmap="magma",
                       extent=(0, y.shape[-1] / SR, 0, 128))  # fmt: skip
             ax.set_title(
                 f"{path.stem}: {title}" + (f" (chroma {chroma:.2f})" if ax is row[1] else "")

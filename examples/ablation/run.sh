@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Diffusion ablations at a fixed wall-clock budget on this machine (issue 11): every variant starts
-# from the same fresh U-Net and the same latents, trains for $MINUTES, and is scored on the same
-# held-out clips by examples/diffusion_probe.py (matched vs. shuffled captions).
+# Diffusion ablations at a fixed wall-clock budget on a 2-core machine (issue 11).
+#
+# One core trains the candidate recipe (the "main" run, which goes on afterwards as the bundled
+# model's training, keeping EMA snapshots); the other core trains, one after another, the variants
+# that each change one thing back, for $MINUTES each. Every run starts from the same fresh U-Net
+# and the same latents, and is scored by examples/diffusion_probe.py on the same held-out clips.
+# A variant is compared with the main run's snapshot at the same wall-clock time.
 #   examples/ablation/run.sh DATA/synth RUNS [MINUTES]
 set -euo pipefail
-data=$1 runs=$2 minutes=${3:-6}
+data=$1 runs=$2 minutes=${3:-12}
 here=$(cd "$(dirname "$0")" && pwd)
 py=${PYTHON:-python}
-base_cfg=models/jen1-demo/config.json
 mkdir -p "$runs"
+export OMP_NUM_THREADS=1  # one core per run
 
 # 1. The shared start: the bundled codec, its whitening refitted on the training clips, a fresh
 #    U-Net (seed 0), and the latent cache.
@@ -22,33 +26,44 @@ torch.manual_seed(0)
 model.unet = OmniUNet1d(model.config.unet)
 model.save_pretrained(sys.argv[1])
 PY
-  jen1 train "$data/train" --output "$runs/base" --config "$base_cfg" --init-from "$runs/base0" \
+  OMP_NUM_THREADS=2 jen1 train "$data/train" --output "$runs/base" \
+    --config models/jen1-demo/config.json --init-from "$runs/base0" \
     --stage whitening --latent-cache --batch-size 16 --quiet
 fi
 
-# 2. The variants: name, config changes, then extra train flags.
-variant() {
-  local name=$1 changes=$2; shift 2
+# train NAME "CONFIG CHANGES" [MINUTES] [jen1 train flags...]
+train() {
+  local name=$1 changes=$2 budget=$3; shift 3
   local run="$runs/$name"
-  [ -f "$run/probe.json" ] && return 0
   "$py" "$here/make_variant.py" "$runs/base/config.json" "$runs/$name.json" $changes
   rm -rf "$run"; mkdir -p "$run"; ln -s "$(cd "$runs/base/latents" && pwd)" "$run/latents"
+  date +%s > "$run/started"
   jen1 train "$data/train" --output "$run" --config "$runs/$name.json" --init-from "$runs/base" \
-    --stage diffusion --latent-cache --max-steps 100000 --warmup-steps 100 \
-    --max-minutes "$minutes" --log-every 50 "$@" 2> "$run/train.log" || true
+    --stage diffusion --latent-cache --max-steps 100000 --warmup-steps 100 --log-every 25 \
+    --max-minutes "$budget" "$@" 2> "$run/train.log" || true
+}
+probe() {  # probe RUN [extra probe flags]
+  local run=$1; shift
   "$py" examples/diffusion_probe.py --model "$run" --audio "$data/heldout" --seconds 4 \
-    --limit 48 --out "$run/probe.json"
+    --limit 48 "$@"
 }
 
-# Two variants at a time, one core each (OMP_NUM_THREADS=1): the same budget for every row, and
-# two single-threaded runs use 2 cores better than one run on both.
-export OMP_NUM_THREADS=1
-variant paper "unet.pooled_text=false diffusion.loss_weighting=uniform" --seconds 10 --batch-size 16 --lr 3e-4 &
-variant pooled "unet.pooled_text=true diffusion.loss_weighting=uniform" --seconds 10 --batch-size 16 --lr 3e-4 &
-wait
-variant pooled-minsnr "unet.pooled_text=true diffusion.loss_weighting=min_snr" --seconds 10 --batch-size 16 --lr 3e-4 &
-variant pooled-minsnr-4s "unet.pooled_text=true diffusion.loss_weighting=min_snr" --seconds 4 --batch-size 16 --lr 3e-4 &
-wait
-variant pooled-minsnr-4s-lr1e-3 "unet.pooled_text=true diffusion.loss_weighting=min_snr" --seconds 4 --batch-size 16 --lr 1e-3 &
-variant pooled-minsnr-4s-lr1e-3-b32 "unet.pooled_text=true diffusion.loss_weighting=min_snr" --seconds 4 --batch-size 32 --lr 1e-3 &
+candidate="unet.pooled_text=true diffusion.loss_weighting=min_snr"
+flags=(--seconds 4 --batch-size 16 --lr 1e-3)
+
+# 2. The main run, in the background for ${MAIN_MINUTES:-60} minutes (resumable afterwards).
+[ -d "$runs/main" ] || train main "$candidate" "${MAIN_MINUTES:-60}" "${flags[@]}" \
+  --snapshot-every 25 &
+
+# 3. The variants, one at a time on the other core: each changes one thing back to the paper.
+variant() {
+  local name=$1; shift
+  [ -f "$runs/$name/probe.json" ] && return 0
+  train "$name" "$@"
+  probe "$runs/$name" --out "$runs/$name/probe.json"
+}
+variant no-pooled "unet.pooled_text=false diffusion.loss_weighting=min_snr" "$minutes" "${flags[@]}"
+variant uniform "unet.pooled_text=true diffusion.loss_weighting=uniform" "$minutes" "${flags[@]}"
+variant crop10 "$candidate" "$minutes" --seconds 10 --batch-size 16 --lr 1e-3
+variant lr3e-4 "$candidate" "$minutes" --seconds 4 --batch-size 16 --lr 3e-4
 wait
