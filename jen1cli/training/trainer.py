@@ -233,6 +233,16 @@ def _export(
     accelerator.wait_for_everyone()
 
 
+def _export_start(accelerator: Accelerator, model: Jen1Model, options: TrainOptions) -> None:
+    """A run folder without a model (--stage diffusion --init-from MODEL into a new folder) gets
+    the model it starts from, once, stage not marked done: an interrupted run then resumes with
+    --resume alone, from its own folder (whitening and text encoder included)."""
+    accelerator.wait_for_everyone()  # every process has loaded its model before the folder changes
+    if accelerator.is_main_process and not (options.output / CONFIG_NAME).is_file():
+        model.save_pretrained(options.output)
+    accelerator.wait_for_everyone()
+
+
 def _clear_done_after(output: Path, stage: str, accelerator: Accelerator) -> None:
     """A stage that runs again changes what the later ones were built on: they must rerun."""
     if accelerator.is_main_process:
@@ -592,6 +602,7 @@ def _train_diffusion(
         )
         _report_dataset(dataset, hooks)
     _check_batch_size(dataset, options, accelerator)
+    _export_start(accelerator, model, options)
     sampler = ResumableSampler(len(dataset), options.seed)
     frozen = nn.ModuleDict({"autoencoder": model.autoencoder, "whitener": model.whitener}).eval()
     frozen.requires_grad_(False)

@@ -1,10 +1,12 @@
 """Trainer options: --seconds with --latent-cache, the caption cache, --snapshot-every, and a
-diffusion-only run into a new folder with --init-from."""
+diffusion-only run into a new folder with --init-from (and its --resume)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from jen1cli.model import Jen1Model
 from jen1cli.modules.unet import OmniUNet1d
 from jen1cli.testing import tiny_text_encoder
 from jen1cli.training import trainer
-from jen1cli.training.trainer import TrainHooks, train
+from jen1cli.training.trainer import TrainHooks, TrainingInterrupted, train
 from tests.training.test_trainer import options, write_dataset
 
 runner = CliRunner()
@@ -196,3 +198,33 @@ def test_diffusion_only_run_from_a_hub_model_id(tiny_model_dir, tmp_path, monkey
     trained = Jen1Model.from_pretrained(tmp_path / "hub-run")
     source = Jen1Model.from_pretrained(tiny_model_dir)
     assert _same_weights(trained.text_encoder.model, source.text_encoder.model)
+
+
+def test_interrupted_diffusion_only_run_resumes_without_init_from(tiny_model_dir, tmp_path):
+    """--stage diffusion --init-from MODEL into a new folder, interrupted: --resume alone
+    continues it, from the model the run started from (its whitening) and the checkpoint."""
+    write_dataset(tmp_path / "data", count=4)
+    run, config = tmp_path / "run", Jen1Config.load(tiny_model_dir / "config.json")
+
+    def interrupt_at_two(stage, step, total):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # the real signal path: saves, then stops
+
+    first = options(tmp_path, "run", stage="diffusion", config=config, max_steps=4)
+    first.init_from = str(tiny_model_dir)
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train(first, TrainHooks(progress=interrupt_at_two, log=lambda line: None))
+    assert not (run / "checkpoints" / "diffusion.done").exists()
+    lines: list[str] = []
+    again = options(tmp_path, "run", stage="diffusion", config=config, max_steps=4, resume=True)
+    assert again.init_from is None
+    train(again, TrainHooks(log=lines.append))
+    steps = [line.split(":")[0] for line in lines if line.startswith("diffusion step")]
+    assert "diffusion: resumed at step 2" in lines
+    assert steps == ["diffusion step 3/4", "diffusion step 4/4"], lines
+    assert (run / "checkpoints" / "diffusion.done").is_file()
+    trained, source = Jen1Model.from_pretrained(run), Jen1Model.from_pretrained(tiny_model_dir)
+    assert _same_weights(trained.whitener, source.whitener)
+    assert _same_weights(trained.autoencoder, source.autoencoder)
+    assert _same_weights(trained.text_encoder.model, source.text_encoder.model)
+    assert not _same_weights(trained.unet, source.unet)
