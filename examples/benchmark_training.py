@@ -45,6 +45,10 @@ from jen1cli.modules.unet import OmniUNet1d
 from jen1cli.presets import load_preset
 from jen1cli.training.trainer import DiffusionObjective
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The same /proc readers as the speed benchmark: peak RSS per configuration.
+from benchmark_speed import _proc_status_kb, _reset_rss_peak  # noqa: E402
+
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}  # None: no autocast
 TEXT_TOKENS = 24  # a caption of a few dozen words, as the tokenizer pads a batch to its longest
 TOP_OPS = 15
@@ -262,27 +266,6 @@ def op_category(name: str) -> str | None:
         if any(p in key for p in patterns):
             return category
     return None
-
-
-def _proc_status_kb(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_rss_peak() -> bool:
-    """Reset the process's RSS high-water mark, so each configuration gets its own peak."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def _peak_rss_bytes() -> int | None:
