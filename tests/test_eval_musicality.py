@@ -8,10 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
-
-pytest.importorskip("librosa")  # examples requirements (examples/requirements.txt)
-pytest.importorskip("matplotlib")
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PROMPTS = ("ambient synth pad", "a mellow piano ballad")

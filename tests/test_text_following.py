@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("librosa")  # an examples requirement (examples/requirements.txt)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 import music_analysis as ma  # noqa: E402
@@ -112,8 +111,8 @@ def test_drums_detector_hears_clicks_not_a_sine_chord():
 
 
 def test_snapshots_are_found_in_step_order(tmp_path):
-    torch = pytest.importorskip("torch")
     import eval_text_following as etf
+    import torch
     from safetensors.torch import save_file
 
     weights = {"w": torch.zeros(2)}
