@@ -91,10 +91,11 @@ def diffusion_loss(
     squared = (eps_hat.float() - noise.float()) ** 2  # [B, k, T]
     weight = mask.float() + config.known_frames_loss_weight * (1 - mask.float())  # [B, 1, T]
     weight = weight.expand_as(squared)
-    per_sample = (squared * weight).sum(dim=(1, 2)) / weight.sum(dim=(1, 2))  # [B]
+    weighted = squared * weight
+    per_sample = weighted.sum(dim=(1, 2)) / weight.sum(dim=(1, 2))  # [B]
     # Uniform weighting keeps the paper's loss exactly: the mean over every weighted element.
     loss = (
-        (squared * weight).sum() / weight.sum()
+        weighted.sum() / weight.sum()
         if config.loss_weighting == "uniform"
         else (per_sample * timestep_weights(noise_scheduler, timesteps, config)).mean()
     )

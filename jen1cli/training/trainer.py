@@ -292,6 +292,7 @@ class _Loop:
                 self.accelerator, self.options.output, self.stage, self.ema, self.generator
             )
             self.step = state["step"]
+            self._since = (time.monotonic(), self.step)  # throughput counts this run's steps only
             self.sampler.load_state_dict(state["sampler"])
             self.hooks.log(f"{self.stage}: resumed at step {self.step}")
 

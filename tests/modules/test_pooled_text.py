@@ -8,6 +8,9 @@ import shutil
 import pytest
 import torch
 
+# The U-Net tests' inputs (same K and D) and their causality probe, shared rather than copied.
+from test_unet import inputs, perturb_after  # same folder, on pytest's path
+
 from jen1cli.config import UNetConfig
 from jen1cli.model import Jen1Model
 from jen1cli.modules.pooled_text import PooledTextEmbedding, masked_mean
@@ -49,24 +52,6 @@ def pooled_unet(seed: int = 0, awake: bool = True) -> OmniUNet1d:
     if awake:
         wake(unet.pooled_text, seed)
     return unet
-
-
-def inputs(batch: int, frames: int, seed: int = 1):
-    g = torch.Generator().manual_seed(seed)
-    sample = torch.randn(batch, K, frames, generator=g)
-    masked = torch.randn(batch, K, frames, generator=g)
-    mask = (torch.rand(batch, 1, frames, generator=g) > 0.5).float()
-    context = torch.randn(batch, 5, D, generator=g)
-    context_mask = torch.ones(batch, 5, dtype=torch.bool)
-    context_mask[0, 3:] = False  # sample 0: 3 real tokens, then padding
-    return sample, masked, mask, context, context_mask
-
-
-def perturb_after(x: torch.Tensor, t: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    y = x.clone()
-    y[..., t + 1 :] = torch.randn(y[..., t + 1 :].shape, generator=g)
-    return y
 
 
 # --- masked_mean and the module on its own -----------------------------------------------------
