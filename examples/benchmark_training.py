@@ -127,7 +127,8 @@ class Trainer:
 
     def __init__(self, config: Jen1Config, case: Case, seed: int) -> None:
         torch.manual_seed(seed)
-        self.objective = DiffusionObjective(OmniUNet1d(config.unet).train(), config.diffusion)
+        unet = OmniUNet1d(config.unet, config.diffusion).train()
+        self.objective = DiffusionObjective(unet, config.diffusion)
         self.optimizer = torch.optim.AdamW(
             self.objective.parameters(), lr=3e-5, betas=(0.9, 0.95), weight_decay=0.1
         )

@@ -11,6 +11,10 @@ audio folder with ``metadata.jsonl`` that the model's own codec encodes) the tex
 
 ``text gain`` = (shuffled − matched) / shuffled: the share of the error that the right words
 remove. Zero means the text is ignored; it is the quantity the text-following ablations compare.
+
+Beside each model, the matched ε-MSE is printed per step next to the closed-form linear denoiser
+ε̂ = √(1−ᾱ_t)·x_t on the same clips and noise (error ≈ ᾱ_t on unit-covariance latents; it needs
+no training). A denoiser worth sampling with is below it at every step (issue 16).
 The same noise, steps and crops are used for every model, so rows are comparable. Example:
 
     python examples/diffusion_probe.py --model runs/a --audio /data/synth/heldout --seconds 4
@@ -32,7 +36,7 @@ from safetensors.torch import load_file
 from jen1cli.audio import load_audio
 from jen1cli.diffusion.schedule import make_noise_scheduler
 from jen1cli.jsonl import read_json_lines
-from jen1cli.model import Jen1Model, resolve_model_folder
+from jen1cli.model import Jen1Model, load_weights, resolve_model_folder
 
 STEPS = (50, 200, 400, 600, 800, 950)  # spread over the schedule; min-SNR and uniform both see them
 
@@ -70,7 +74,8 @@ def heldout_latents(model: Jen1Model, args) -> tuple[torch.Tensor, list[str]]:
 
 @torch.no_grad()
 def probe(model: Jen1Model, latents: torch.Tensor, texts: list[str], args) -> dict[str, float]:
-    """Mean ε-MSE over clips and STEPS for matched, shuffled and no text."""
+    """Mean ε-MSE over clips and STEPS for matched, shuffled and no text; per step for matched
+    and for the linear denoiser (``step_matched``, ``step_linear``)."""
     scheduler = make_noise_scheduler(model.config.diffusion)
     unet, encoder = model.unet.eval(), model.text_encoder
     n = len(texts)
@@ -79,6 +84,8 @@ def probe(model: Jen1Model, latents: torch.Tensor, texts: list[str], args) -> di
     generator = torch.Generator().manual_seed(args.seed)
     noise = torch.randn((len(STEPS), *latents.shape), generator=generator)  # fixed per (step, clip)
     totals = {"matched": 0.0, "shuffled": 0.0, "no_text": 0.0}
+    step_matched, step_linear = [0.0] * len(STEPS), [0.0] * len(STEPS)
+    alphas = scheduler.alphas_cumprod
     for start in range(0, n, args.batch):
         rows = slice(start, start + args.batch)
         z = latents[rows]
@@ -93,11 +100,19 @@ def probe(model: Jen1Model, latents: torch.Tensor, texts: list[str], args) -> di
             eps = noise[s, rows]
             noisy = scheduler.add_noise(z, eps, t)
             masked = torch.zeros_like(z)
+            linear = (1 - alphas[step]).sqrt() * noisy
+            step_linear[s] += float(((linear - eps) ** 2).mean(dim=(1, 2)).sum())
             for name, cond in (*ctx.items(), ("no_text", None)):
                 context, context_mask = cond if cond is not None else (None, None)
                 out = unet(noisy, t, masked, mask, context, context_mask)
-                totals[name] += float(((out - eps) ** 2).mean(dim=(1, 2)).sum())
+                error = float(((out - eps) ** 2).mean(dim=(1, 2)).sum())
+                totals[name] += error
+                if name == "matched":
+                    step_matched[s] += error
     result = {k: v / (n * len(STEPS)) for k, v in totals.items()}
+    result["step_matched"] = [v / n for v in step_matched]
+    result["step_linear"] = [v / n for v in step_linear]
+    result["linear"] = sum(result["step_linear"]) / len(STEPS)
     result["text_gain"] = (result["shuffled"] - result["matched"]) / result["shuffled"]
     return result
 
@@ -128,7 +143,7 @@ def main() -> None:
     for path in weights:
         name = args.model
         if path is not None:
-            model.unet.load_state_dict(load_file(path))
+            load_weights(model.unet, load_file(path))
             name = Path(path).stem
         r = probe(model, latents, texts, args)
         rows.append({"weights": name, **r})
@@ -136,6 +151,20 @@ def main() -> None:
             f"| {name} | {r['matched']:.4f} | {r['shuffled']:.4f} | {r['no_text']:.4f} | "
             f"{100 * r['text_gain']:.2f} % |",
             flush=True,
+        )
+    print(f"\n| weights | {' | '.join(f't = {t}' for t in STEPS)} | mean | ÷ linear |")
+    print(f"|---|{'---|' * len(STEPS)}---|---|")
+    linear = rows[0]["step_linear"]
+    print(
+        f"| linear ε̂ = √(1−ᾱ)·x_t | {' | '.join(f'{v:.4f}' for v in linear)} | "
+        f"{rows[0]['linear']:.4f} | 1 |"
+    )
+    for r in rows:
+        below = all(m < lin for m, lin in zip(r["step_matched"], linear, strict=True))
+        print(
+            f"| {r['weights']} | {' | '.join(f'{v:.4f}' for v in r['step_matched'])} | "
+            f"{r['matched']:.4f} | {r['matched'] / r['linear']:.3f}"
+            f"{'' if below else ' (not below at every step)'} |"
         )
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2) + "\n")

@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--save-audio", type=Path)
     p.add_argument("--out", type=Path, default=Path("musicality.json"))
     p.add_argument("--figure", type=Path, help="PNG of log-mel spectrograms (first seed)")
+    p.add_argument("--steps", type=int, help="denoising steps [default: the model's]")
     args = p.parse_args(argv)
     from jen1cli.audio import master, read_audio_segment, save_audio
     from jen1cli.pipeline import Jen1Pipeline, SamplingOptions
@@ -102,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     rows, panels = [], []  # panels: (title, audio, flatness) for --figure
     for prompt in args.prompt or DEFAULT_PROMPTS:
         for seed in range(args.seeds):
-            audio = pipe.generate([prompt], args.seconds, SamplingOptions(seed=seed))[0]
+            options = SamplingOptions(steps=args.steps, seed=seed)
+            audio = pipe.generate([prompt], args.seconds, options)[0]
             audio = master(audio, sr)
             if args.save_audio:
                 args.save_audio.mkdir(parents=True, exist_ok=True)

@@ -183,11 +183,13 @@ def learning_curve(pipe, rows, stated, perm, args: argparse.Namespace) -> list[d
     """Matched and shuffled scores of the clips each snapshot's U-Net generates."""
     from safetensors.torch import load_file
 
+    from jen1cli.model import load_weights
+
     snapshots = find_snapshots(args.snapshots)
     curve = []
     for k, (step, path) in enumerate(snapshots):
         log(f"snapshot {k + 1}/{len(snapshots)}: step {step} ({path.name})")
-        pipe.model.unet.load_state_dict(load_file(str(path)))  # cast to the U-Net's dtype/device
+        load_weights(pipe.model.unet, load_file(str(path)))  # cast to the U-Net's dtype/device
         save_to = args.save_audio / f"step{step:07d}" if args.save_audio else None
         if save_to:
             save_to.mkdir(parents=True, exist_ok=True)

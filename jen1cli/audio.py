@@ -9,20 +9,29 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pyloudnorm
 import soundfile as sf
 import torch
 import torch.nn.functional as F
 import torchaudio.functional as AF
 from torch import Tensor
+
+from jen1cli import loudness_meter
+from jen1cli.atomic_files import _refuse_folder, atomic_write
+from jen1cli.audio_guard import AudioError, check_samples, quiet_c_stderr, resample_rate
+
+# Opening a file and reading its header need no torch (audio_header.py); re-exported here.
+from jen1cli.audio_header import READ_HINT as _READ_HINT
+from jen1cli.audio_header import AudioInfo, audio_info  # noqa: F401 - public API
+from jen1cli.audio_header import info_of as _info_of
+from jen1cli.audio_header import one_line as _one_line
+from jen1cli.audio_header import open_audio as _open
 
 # "kaiser_best": a 64-zero-crossing Kaiser sinc, transparent for music (torchaudio's default is 6).
 _RESAMPLE = dict(
@@ -39,69 +48,44 @@ _WRITE_FORMATS = {  # extension -> (libsndfile format, default subtype)
     ".ogg": ("OGG", "VORBIS"),
     ".mp3": ("MP3", "MPEG_LAYER_III"),
 }
-_READ_HINT = "use WAV, FLAC, OGG or MP3, or convert it first (e.g. ffmpeg -i in.m4a out.wav)"
 _SILENCE_LUFS = -70.0  # BS.1770's absolute gate: anything quieter counts as silence
 _LOUDNESS_BLOCK_S = 0.4  # BS.1770 gating block; shorter clips are measured looped
 _OVERSAMPLE = 4  # true peak = peak of the 4x oversampled signal (BS.1770 Annex 2)
-
-
-class AudioError(ValueError):
-    """A one-line, user-facing message saying what is wrong with an audio file and how to fix it."""
-
-
-@dataclass(frozen=True)
-class AudioInfo:
-    """What a file held before conversion; `note` says what loading changed (None: nothing)."""
-
-    sample_rate: int
-    channels: int
-    frames: int
-    duration_s: float
-    note: str | None = None
+_READ_BLOCK = 1 << 20  # frames per read: memory follows the data, not what a header claims
 
 
 # ----------------------------------------------------------------------------------------- reading
 
 
-def _one_line(error: BaseException) -> str:
-    text = getattr(error, "error_string", None) or str(error)  # libsndfile's reason, sans temp path
-    return " ".join(text.split()) or type(error).__name__
+def _read_frames(f: sf.SoundFile, lo: int, hi: int) -> np.ndarray:
+    """Frames [lo, hi) of an open file as float32 [n, C]; n < hi - lo where the data ends early.
 
-
-def _open(path: str | os.PathLike) -> sf.SoundFile:
-    """Open an audio file for reading, turning every failure into an AudioError."""
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise AudioError(f"audio file not found: {p} — check the path and spelling")
-    if p.is_dir():
-        raise AudioError(f"{p} is a folder, not an audio file — give the path of a file inside it")
-    try:
-        f = sf.SoundFile(p)
-    except (RuntimeError, OSError, TypeError) as e:  # LibsndfileError is a RuntimeError
-        raise AudioError(f"cannot read {p} as audio ({_one_line(e)}) — {_READ_HINT}") from e
-    if f.frames <= 0 or f.samplerate <= 0 or f.channels <= 0:
-        f.close()
-        raise AudioError(f"{p} holds no audio (0 samples) — choose a file that has sound in it")
-    return f
-
-
-def _info_of(f: sf.SoundFile, note: str | None = None) -> AudioInfo:
-    return AudioInfo(f.samplerate, f.channels, f.frames, f.frames / f.samplerate, note)
+    Read in blocks, so memory follows the data rather than what a (corrupt) header claims.
+    """
+    pieces, have = [], 0
+    if hi > lo:
+        try:
+            with quiet_c_stderr() if f.format == "MP3" else nullcontext():
+                f.seek(lo)
+                while have < hi - lo:
+                    want = min(_READ_BLOCK, hi - lo - have)
+                    pieces.append(f.read(want, dtype="float32", always_2d=True))  # [n, C]
+                    have += len(pieces[-1])
+                    if len(pieces[-1]) < want:  # the data ends before the header says
+                        break
+        except (RuntimeError, OSError, ValueError) as e:
+            raise AudioError(f"cannot decode {f.name} ({_one_line(e)}) — {_READ_HINT}") from e
+    data = np.concatenate(pieces) if pieces else np.zeros((0, f.channels), np.float32)
+    check_samples(float(np.abs(data).max(initial=0.0)), f.name, AudioError)
+    return data
 
 
 def _read(f: sf.SoundFile, start: int, frames: int) -> Tensor:
     """Frames [start, start + frames) of an open file as float32 [C, frames], zeros outside it."""
-    out = torch.zeros(f.channels, frames)
     lo, hi = max(start, 0), min(start + frames, f.frames)
-    if hi > lo:
-        try:
-            f.seek(lo)
-            data = f.read(hi - lo, dtype="float32", always_2d=True)  # [n, C]
-        except (RuntimeError, OSError) as e:
-            raise AudioError(f"cannot decode {f.name} ({_one_line(e)}) — {_READ_HINT}") from e
-        out[:, lo - start : lo - start + len(data)] = torch.from_numpy(data.T)
-    if not torch.isfinite(out).all():
-        raise AudioError(f"{f.name} contains NaN or infinite samples — re-export it from your DAW")
+    data = _read_frames(f, lo, hi)
+    out = torch.zeros(f.channels, frames)
+    out[:, lo - start : lo - start + len(data)] = torch.from_numpy(data.T)
     return out
 
 
@@ -135,12 +119,24 @@ def _convert(x: Tensor, sr: int, sample_rate: int, channels: int) -> tuple[Tenso
     elif c > 1 and channels == 1:
         x, notes = x.mean(dim=0, keepdim=True), [f"mixed {c} channels to mono"]
     if sr != sample_rate:
-        x = AF.resample(x, sr, sample_rate, **_RESAMPLE)
-        notes.append(f"resampled {sr} Hz to {sample_rate} Hz")
+        rate = _source_rate(sr, sample_rate)
+        x = AF.resample(x, rate, sample_rate, **_RESAMPLE)
+        if rate != sr:
+            cents = 1200 * math.log2(rate / sr)
+            notes.append(
+                f"read as {rate} Hz (exact resampling from {sr} Hz would need a huge filter; "
+                f"pitch {cents:+.2f} cents)"
+            )
+        notes.append(f"resampled {rate} Hz to {sample_rate} Hz")
     if c == 1 and channels == 2:
         x = x.expand(2, -1).clone()
         notes.append("duplicated mono to stereo")
     return x, notes
+
+
+def _source_rate(sr: int, sample_rate: int) -> int:
+    """The rate a file at ``sr`` is resampled from (audio_guard.resample_rate)."""
+    return resample_rate(sr, sample_rate, _RESAMPLE["lowpass_filter_width"], _RESAMPLE["rolloff"])
 
 
 def load_audio(
@@ -148,18 +144,16 @@ def load_audio(
 ) -> tuple[Tensor, AudioInfo]:
     """Read a whole file as float32 [channels, N] at `sample_rate`; info describes the original."""
     with _open(path) as f:
-        x = _read(f, 0, f.frames)  # [C, N]
-        peak = float(x.abs().max())
+        x = torch.from_numpy(_read_frames(f, 0, f.frames).T.copy())  # [C, N]
+        if x.shape[-1] == 0:
+            raise AudioError(f"{f.name} holds no audio (its data is missing) — {_READ_HINT}")
+        held, peak = x.shape[-1], float(x.abs().max())
         x, notes = _convert(x, f.samplerate, sample_rate, channels)
+        if held < f.frames:
+            notes.insert(0, f"its header promises {f.frames} frames, it holds {held}")
         if peak > 1.0:  # only float files can do this; clipping would destroy what the user made
             notes.append(f"peaks reach {peak:.2f} (above full scale), kept unclipped")
         return x, _info_of(f, "; ".join(notes) or None)
-
-
-def audio_info(path: str | os.PathLike) -> AudioInfo:
-    """Read only the header: sample rate, channels, length. Raises AudioError like load_audio."""
-    with _open(path) as f:
-        return _info_of(f)
 
 
 def read_audio_segment(
@@ -179,7 +173,7 @@ def read_audio_segment(
         raise ValueError(f"need start_s >= 0 and duration_s > 0, got {start_s}, {duration_s}")
     first, n = round(start_s * sample_rate), round(duration_s * sample_rate)
     with _open(path) as f:
-        sr = f.samplerate
+        sr = _source_rate(f.samplerate, sample_rate)  # what load_audio resamples from
         if sr == sample_rate:
             return _convert(_read(f, first, n), sr, sample_rate, channels)[0]
         # torchaudio resamples in blocks: every `src` input frames make `dst` output frames with the
@@ -210,20 +204,18 @@ def _to_2d(audio: Tensor) -> Tensor:
 
 
 def integrated_loudness(audio: Tensor, sample_rate: int) -> float:
-    """BS.1770 integrated loudness in LUFS (pyloudnorm); -inf for silence.
+    """BS.1770-4 integrated loudness in LUFS (loudness_meter.py); -inf for silence.
 
     Clips shorter than the 0.4 s gating block are measured looped to one block, which gives the
-    loudness the clip has when played on repeat. At most 5 channels (pyloudnorm's limit).
+    loudness the clip has when played on repeat. At most 5 channels (L, R, C, Ls, Rs).
     """
-    x = _to_2d(audio).detach().to("cpu", torch.float64).numpy().T  # [N, C]
-    if x.shape[0] == 0:
+    x = _to_2d(audio).detach().to("cpu", torch.float64)  # [C, N]
+    if x.shape[-1] == 0:
         return -math.inf
     block = math.ceil(_LOUDNESS_BLOCK_S * sample_rate)
-    if x.shape[0] < block:
-        x = np.tile(x, (-(-block // x.shape[0]), 1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lufs = float(pyloudnorm.Meter(sample_rate).integrated_loudness(x))
-    return lufs if math.isfinite(lufs) else -math.inf
+    if x.shape[-1] < block:
+        x = x.repeat(1, -(-block // x.shape[-1]))
+    return loudness_meter.integrated_loudness(x, sample_rate)
 
 
 def _peak_envelope(audio: Tensor, chunk: int = 1 << 18) -> Tensor:
@@ -295,6 +287,7 @@ def _peak_control(audio: Tensor, sample_rate: int, ceiling: float) -> Tensor:
 
 
 _SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile's sf_command code (sndfile.h)
+_SFE_SYSTEM = 2  # libsndfile's error code when a read or write of the file itself fails
 
 
 def _drop_peak_chunk(f: sf.SoundFile) -> None:
@@ -368,77 +361,6 @@ def loudness_normalize(
 # ---------------------------------------------------------------------------------------- writing
 
 
-def _default_mode() -> int:
-    mask = os.umask(0o022)  # the only portable way to read the umask is to set it and restore it
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _exists(p: Path) -> AudioError:
-    return AudioError(f"{p} already exists — pick another name or allow overwriting (--overwrite)")
-
-
-def _refuse_folder(p: Path) -> None:
-    if p.is_dir():
-        raise AudioError(f"{p} is a folder — give a file name inside it, e.g. {p / 'out.wav'}")
-
-
-def _publish(tmp: Path, p: Path, overwrite: bool) -> None:
-    """Make the finished temp file appear at `p` in one step (rename or hard link)."""
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
-    os.chmod(tmp, p.stat().st_mode & 0o7777 if p.exists() else _default_mode())
-    if overwrite:
-        os.replace(tmp, p)
-        return
-    try:  # link() refuses an existing target atomically, closing the race after exists()
-        os.link(tmp, p)
-    except FileExistsError:
-        raise _exists(p) from None
-    except OSError:  # a filesystem without hard links
-        if p.exists():
-            raise _exists(p) from None
-        os.replace(tmp, p)
-
-
-def atomic_write(
-    path: str | os.PathLike, write_fn: Callable[[Path], None], overwrite: bool = False
-) -> Path:
-    """Write all-or-nothing: `write_fn(tmp)` fills a temp file beside `path`, which then moves in.
-
-    The temp name keeps the extension (`.name.XXXX.tmp.wav`) for writers that read the format from
-    it. On any failure the temp file is removed and an existing `path` is left untouched; without
-    `overwrite` an existing file is refused (AudioError). Exceptions from `write_fn` propagate.
-    """
-    p = Path(path).expanduser()
-    folder = p.parent
-    _refuse_folder(p)
-    if p.exists() and not overwrite:
-        raise _exists(p)
-    if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "does not exist"
-        raise AudioError(f"output folder {folder} {what} — create it (mkdir -p) or pick another")
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=f".tmp{p.suffix}", dir=folder)
-    except OSError as e:
-        raise AudioError(
-            f"cannot write to folder {folder} ({e.strerror}) — pick a folder you can write to"
-        ) from e
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write_fn(tmp)  # its exceptions propagate as they are (after the cleanup below)
-        try:
-            _publish(tmp, p, overwrite)
-        except OSError as e:
-            raise AudioError(
-                f"cannot write {p} ({_one_line(e)}) — check space and permissions"
-            ) from e
-    finally:
-        tmp.unlink(missing_ok=True)
-    return p
-
-
 def save_audio(
     path: str | os.PathLike,
     audio: Tensor,
@@ -474,6 +396,16 @@ def save_audio(
             with sf.SoundFile(tmp, "w", sample_rate, data.shape[1], subtype, format=fmt) as f:
                 _drop_peak_chunk(f)
                 f.write(data)
+        except sf.LibsndfileError as e:
+            if e.code == _SFE_SYSTEM:  # the disk or the folder refused a write
+                raise AudioError(
+                    f"cannot write {p} (a system error: the disk may be full or read-only) — "
+                    "check space and permissions"
+                ) from e
+            raise AudioError(
+                f"cannot save {p.name} as {fmt}/{subtype} at {sample_rate} Hz ({_one_line(e)})"
+                " — try .wav, which takes any rate"
+            ) from e
         except (RuntimeError, ValueError, TypeError) as e:
             raise AudioError(
                 f"cannot save {p.name} as {fmt}/{subtype} at {sample_rate} Hz ({_one_line(e)})"

@@ -101,7 +101,15 @@ class UNetConfig:
     head_dim: int = 64
     context_dim: int = 1024  # width of the text encoder's states (the cross-attention input)
     time_embed_dim: int = 1536
+    # Per-frame norm (modules/frame_norm.py): "layer" or "rms" normalise over all of a frame's
+    # channels; "group" (groups of ``norm_groups``) is the legacy norm that keeps ~1/3 of each
+    # frame's information at 3 channels per group (issue 16). Config files written before this
+    # field existed load as "group".
+    norm: Literal["group", "layer", "rms"] = "layer"
     norm_groups: int = 32
+    # The network's output (modules/v_prediction.py): "v", read through the noise-dependent skip
+    # ε̂ = √ᾱ·v̂ + √(1−ᾱ)·x_t, or "epsilon" directly (legacy files load as "epsilon").
+    prediction: Literal["epsilon", "v"] = "v"
     kernel_size: int = 3  # odd, so bidirectional padding is centred
     mid_attention: bool = True
     ff_mult: int = 4  # feed-forward width in each attention block (0 = none)
@@ -127,7 +135,11 @@ class UNetConfig:
             raise ValueError("factors and res_blocks must be >= 1")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError("kernel_size must be odd")
-        if any(c % self.norm_groups for c in self.channels):
+        if self.norm not in ("group", "layer", "rms"):
+            raise ValueError(f"unknown unet.norm {self.norm!r}; choose group, layer or rms")
+        if self.prediction not in ("epsilon", "v"):
+            raise ValueError(f"unknown unet.prediction {self.prediction!r}; choose epsilon or v")
+        if self.norm == "group" and any(c % self.norm_groups for c in self.channels):
             raise ValueError("every entry of channels must be divisible by norm_groups")
         attended = [c for c, a in zip(self.channels, self.attention, strict=True) if a]
         if self.mid_attention:
@@ -214,9 +226,15 @@ class Jen1Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    # Fields added after model folders were published, with the value those folders were built
+    # with: a config.json that does not name one loads as it was trained.
+    _LEGACY_DEFAULTS = {"unet": {"norm": "group", "prediction": "epsilon"}}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Jen1Config:
         data = dict(data)
+        for part, legacy in cls._LEGACY_DEFAULTS.items():
+            data[part] = {**legacy, **data.get(part, {})}
         parts = {k: _from_dict(c, data.pop(k, {})) for k, c in cls._PARTS.items()}
         config = _from_dict(cls, {**data, **parts})
         config.validate()

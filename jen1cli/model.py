@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from jen1cli import model_files
 from jen1cli.config import Jen1Config
 from jen1cli.modules.autoencoder import Autoencoder
 from jen1cli.modules.fourier_autoencoder import FourierAutoencoder
@@ -47,7 +48,7 @@ class Jen1Model(nn.Module):
         self.config = config
         self.autoencoder = build_autoencoder(config.autoencoder)
         self.whitener = Whitener(config.whitener)
-        self.unet = OmniUNet1d(config.unet)
+        self.unet = OmniUNet1d(config.unet, config.diffusion)
         self.text_encoder = text_encoder
         # Where the model came from (a folder or a repo id); recorded in generated files' metadata.
         self.source = config.name
@@ -105,13 +106,21 @@ class Jen1Model(nn.Module):
     ) -> Jen1Model:
         """Load a model folder, or a Hugging Face repo id through the standard cache."""
         folder = resolve_model_folder(name_or_path, revision, cache_dir, local_files_only)
-        config = Jen1Config.load(folder / CONFIG_NAME)
+        # A damaged folder is one ModelFolderError line, found before anything big is built.
+        config = model_files.read_config(folder)
+        model_files.check_weights(folder, model_files.build_on_meta(config, cls), WEIGHT_FILES)
         text_encoder = None
         if load_text_encoder:
-            text_encoder = load_text_encoder_for(config, folder, cache_dir, local_files_only)
+            try:
+                text_encoder = load_text_encoder_for(config, folder, cache_dir, local_files_only)
+            except ModelNotFoundError:
+                raise
+            except Exception as err:  # noqa: BLE001 - transformers fails in many ways on bad files
+                raise model_files.load_failure("the text encoder", err) from err
         model = cls(config, text_encoder)
         for part, filename in WEIGHT_FILES.items():
             getattr(model, part).load_state_dict(load_file(folder / filename), strict=True)
+        model_files.check_finite(folder, model, WEIGHT_FILES)
         model.source = str(name_or_path)
         return model.eval()
 
@@ -204,6 +213,13 @@ def text_encoder_source(name_or_path: str, folder: Path) -> str | Path:
     if _is_relative(name_or_path):
         return folder / name_or_path
     return name_or_path
+
+
+def load_weights(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Strict ``load_state_dict`` that ignores derived (non-persistent) buffers, which EMA
+    snapshots written before they were excluded still hold (the U-Net's ᾱ table)."""
+    derived = {name for name, _ in module.named_buffers()} - set(module.state_dict())
+    module.load_state_dict({k: v for k, v in state.items() if k not in derived}, strict=True)
 
 
 @torch.no_grad()

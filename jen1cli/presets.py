@@ -31,23 +31,29 @@ def demo_config() -> Jen1Config:
     return Jen1Config(
         name="jen1-demo",
         autoencoder=AutoencoderConfig(
-            latent_dim=128, ratios=(8, 6, 5, 4), decoder="istft", mid_bands=112, side_bands=16
+            latent_dim=128,
+            ratios=(8, 6, 5, 4),
+            decoder="istft",
+            mid_bands=112,
+            side_bands=16,
+            # 24 fast Griffin-Lim iterations keep the round trip's chroma of 32 (0.866 vs 0.864
+            # on 12 held-out real clips, 0.900 vs 0.903 on 10 synthetic) in 3/4 of the time.
+            griffin_lim_iters=24,
         ),
         whitener=WhitenerConfig(latent_dim=128, keep_dim=122),  # ceil(0.95 * 128) = 122
         unet=UNetConfig(
             latent_channels=122,
-            channels=(
-                96,
-                128,
-                192,
-            ),  # 7.2 M parameters: 29 MB of fp32 weights, within the 40 MB budget
+            # 8.5 M parameters: 34 MB of fp32 weights, within the 40 MB budget. The top level is at
+            # least as wide as the latent (122), so it is no bottleneck below the data's rank.
+            channels=(128, 160, 192),
             factors=(1, 2, 2),
             res_blocks=(1, 2, 2),
             attention=(False, True, True),
             head_dim=32,
             context_dim=384,
             time_embed_dim=256,
-            norm_groups=32,
+            norm="layer",  # per-frame layer norm over all channels (issue 16: not groups of 3)
+            prediction="v",  # noise-dependent skip: starts at the linear denoiser's error
             ff_mult=2,
             pooled_text=True,  # global text conditioning beside cross-attention (model card)
         ),

@@ -403,6 +403,10 @@ def test_installed_executable_runs(tiny_model_dir, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(out) and out.exists()
+    # The process ends by os._exit after generate (cli.main): the file and its sidecar are whole.
+    assert sf.info(out).frames == round(0.4 * SR)
+    assert json.loads(out.with_name("x.wav.json").read_text())["steps"] == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temp file left"
     bad = subprocess.run(
         [exe, "inpaint", tmp_path / "none.wav", "--mask", "1-2"], capture_output=True, text=True
     )

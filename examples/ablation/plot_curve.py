@@ -30,11 +30,12 @@ def main() -> None:
     p.add_argument("--batch", action="append", default=[], help="SIZE:FROM_STEP")
     args = p.parse_args()
     batches = [tuple(int(x) for x in b.split(":")) for b in args.batch] or [(16, 0)]
-    points = []
+    points, linear = [], None
     for path in args.rows:
         for row in json.loads(path.read_text()):
             step = int(re.search(r"step(\d+)", row["weights"]).group(1))
             points.append((samples_seen(step, batches), row["matched"], 100 * row["text_gain"]))
+            linear = row.get("linear", linear)  # the probe's linear-denoiser mean, if it has one
     points.sort()
     import matplotlib
 
@@ -44,6 +45,10 @@ def main() -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     xs = [x / 1000 for x, _, _ in points]
     a.plot(xs, [m for _, m, _ in points], "o-")
+    if linear is not None:
+        a.axhline(linear, ls="--", color="gray", label="linear denoiser √(1−ᾱ)·x_t")
+        a.axhline(0.8 * linear, ls=":", color="gray", label="0.8 × linear (issue 16 goal)")
+        a.legend(fontsize=8)
     a.set(xlabel="samples seen (thousands of 4 s crops)", ylabel="held-out ε-MSE (matched)")
     b.plot(xs, [g for _, _, g in points], "o-", color="tab:red")
     b.set(xlabel="samples seen (thousands of 4 s crops)", ylabel="text gain (%)")

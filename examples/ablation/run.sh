@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Diffusion ablations at a fixed wall-clock budget on a 2-core machine (issue 11).
+# Diffusion ablations at a fixed wall-clock budget on a 2-core machine (issues 11 and 16).
 #
 # One core trains the candidate recipe (the "main" run, which goes on afterwards as the bundled
 # model's training, keeping EMA snapshots); the other core trains, one after another, the variants
@@ -15,15 +15,20 @@ mkdir -p "$runs"
 export OMP_NUM_THREADS=1  # one core per run
 
 # 1. The shared start: the bundled codec, its whitening refitted on the training clips, a fresh
-#    U-Net (seed 0), and the latent cache.
+#    U-Net of the demo preset's shape (seed 0), and the latent cache.
 if [ ! -f "$runs/base/checkpoints/whitening.done" ]; then
   "$py" - "$runs/base0" <<'PY'
 import sys, torch
 from jen1cli.model import Jen1Model
-from jen1cli.modules.unet import OmniUNet1d
-model = Jen1Model.from_pretrained("models/jen1-demo")
+from jen1cli.presets import demo_config
+shipped = Jen1Model.from_pretrained("models/jen1-demo")
+config = demo_config()
+if config.autoencoder != shipped.config.autoencoder:
+    raise SystemExit("the demo preset's codec differs from the bundled one")
 torch.manual_seed(0)
-model.unet = OmniUNet1d(model.config.unet)
+model = Jen1Model(config, shipped.text_encoder)
+model.autoencoder.load_state_dict(shipped.autoencoder.state_dict())
+model.whitener.load_state_dict(shipped.whitener.state_dict())
 model.save_pretrained(sys.argv[1])
 PY
   OMP_NUM_THREADS=2 jen1 train "$data/train" --output "$runs/base" \
@@ -48,7 +53,7 @@ probe() {  # probe RUN [extra probe flags]
     --limit 48 "$@"
 }
 
-candidate="unet.pooled_text=true diffusion.loss_weighting=min_snr"
+candidate=""  # the demo preset as it is: layer norm, v-prediction, pooled text, min-SNR
 flags=(--seconds 4 --batch-size 16 --lr 1e-3)
 
 # 2. The main run, in the background for ${MAIN_MINUTES:-60} minutes (resumable afterwards).
@@ -62,8 +67,8 @@ variant() {
   train "$name" "$@"
   probe "$runs/$name" --out "$runs/$name/probe.json"
 }
-variant no-pooled "unet.pooled_text=false diffusion.loss_weighting=min_snr" "$minutes" "${flags[@]}"
-variant uniform "unet.pooled_text=true diffusion.loss_weighting=uniform" "$minutes" "${flags[@]}"
-variant crop10 "$candidate" "$minutes" --seconds 10 --batch-size 16 --lr 1e-3
-variant lr3e-4 "$candidate" "$minutes" --seconds 4 --batch-size 16 --lr 3e-4
+# The network fixes of issue 16, one at a time back (earlier rows, issue 11: the model card).
+variant rms "unet.norm=rms" "$minutes" "${flags[@]}"
+variant epsilon "unet.prediction=epsilon" "$minutes" "${flags[@]}"
+variant group "unet.norm=group unet.prediction=epsilon" "$minutes" "${flags[@]}"
 wait

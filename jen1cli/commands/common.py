@@ -21,21 +21,27 @@ class BadInput(ValueError):
     """A problem with what the user asked for: reported in one line, exit code 2."""
 
 
+# Error classes of heavy modules (torch, transformers) that also mean "fix your input".
+_HEAVY_BAD_INPUT = {
+    "jen1cli.model": "ModelNotFoundError",
+    "jen1cli.model_files": "ModelFolderError",
+    "jen1cli.training.data": "DatasetError",
+    "jen1cli.evaluation.metrics": "EvaluationError",
+}
+
+
 def bad_input_types() -> tuple[type[BaseException], ...]:
-    """Every error class that means "fix your input" rather than "jen1 has a bug"."""
-    from jen1cli.audio import AudioError
-    from jen1cli.model import ModelNotFoundError
+    """Every error class that means "fix your input" rather than "jen1 has a bug".
 
-    types: list[type[BaseException]] = [BadInput, AudioError, ModelNotFoundError]
-    try:
-        from jen1cli.training.data import DatasetError
+    A module that was never imported cannot have raised, so only the classes of modules already
+    loaded are looked up: reporting a bad option never imports torch.
+    """
+    from jen1cli.audio_guard import AudioError
 
-        types.append(DatasetError)
-    except ImportError:
-        pass
-    from jen1cli.evaluation.metrics import EvaluationError
-
-    types.append(EvaluationError)
+    types: list[type[BaseException]] = [BadInput, AudioError]
+    for module, name in _HEAVY_BAD_INPUT.items():
+        if module in sys.modules:
+            types.append(getattr(sys.modules[module], name))
     return tuple(types)
 
 
@@ -150,19 +156,29 @@ def check_negative_prompt(text: str | None, guidance_scale: float | None) -> Non
         )
 
 
+def _device_name(device: str) -> str:
+    device = device.lower()
+    if device not in ("auto", "cpu", "cuda", "mps"):
+        raise BadInput(f"unknown --device '{device}': use auto, cpu, cuda or mps")
+    return device
+
+
 def resolve_device(device: str) -> str:
-    """Turn ``auto`` into the best available device; refuse one this machine lacks."""
+    """Turn ``auto`` into the best available device; refuse one this machine lacks.
+
+    Names are checked before torch is imported (only ``auto``, ``cuda`` and ``mps`` need it).
+    """
+    device = _device_name(device)
+    if device == "cpu":
+        return device
     import torch
 
-    device = device.lower()
     if device == "auto":
         if torch.cuda.is_available():
             return "cuda"
         if torch.backends.mps.is_available():
             return "mps"
         return "cpu"
-    if device not in ("cpu", "cuda", "mps"):
-        raise BadInput(f"unknown --device '{device}': use auto, cpu, cuda or mps")
     if device == "cuda" and not torch.cuda.is_available():
         raise BadInput(
             "--device cuda asked for, but no CUDA GPU is visible: use --device cpu or auto"
@@ -194,18 +210,27 @@ def default_model() -> str:
     )
 
 
+# The names of Jen1Pipeline.UNET_DTYPES, here so that --dtype is checked without torch.
+UNET_DTYPE_NAMES = ("fp32", "bf16", "fp16")
+
+
 def check_dtype(dtype: str, device: str) -> str:
     """Refuse an unknown precision, and fp16 where it has no fast kernels (CPUs)."""
-    from jen1cli.pipeline import Jen1Pipeline
-
     dtype = dtype.lower()
-    if dtype not in Jen1Pipeline.UNET_DTYPES:
+    if dtype not in UNET_DTYPE_NAMES:
         raise BadInput(f"unknown --dtype '{dtype}': choose fp32, bf16 or fp16")
     if dtype == "fp16" and device == "cpu":
         raise BadInput(
             "--dtype fp16 is for GPUs (CPUs compute it hundreds of times slower): use bf16"
         )
     return dtype
+
+
+def resolve_device_and_dtype(device: str, dtype: str) -> tuple[str, str]:
+    """``--device`` resolved and ``--dtype`` checked; both names are refused before torch loads."""
+    check_dtype(dtype, _device_name(device))  # "auto" may still turn out to be a CPU, below
+    device = resolve_device(device)
+    return device, check_dtype(dtype, device)
 
 
 def load_pipeline(model: str | None, device: str, dtype: str = "fp32"):

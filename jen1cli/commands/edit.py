@@ -25,7 +25,6 @@ from jen1cli.commands.common import (
     SchedulerOpt,
     SeedOpt,
     StepsOpt,
-    check_dtype,
     check_duration,
     check_file_duration,
     check_negative_prompt,
@@ -34,9 +33,10 @@ from jen1cli.commands.common import (
     guidance_of,
     load_pipeline,
     progress_bars,
-    resolve_device,
+    resolve_device_and_dtype,
     write_sidecar,
 )
+from jen1cli.commands.session import note
 
 InputArg = Annotated[
     Path, typer.Argument(help="Audio file (WAV, FLAC, OGG…; any rate, mono or stereo).")
@@ -84,9 +84,7 @@ def check_spans(masks: list[str], duration_s: float) -> list[tuple[float, float]
                 "keep every span inside the recording"
             )
     if merged:
-        typer.echo(
-            f"jen1: note: overlapping --mask spans merged into {_spans_text(spans)}", err=True
-        )
+        note(f"overlapping --mask spans merged into {_spans_text(spans)}")
     return spans
 
 
@@ -126,7 +124,7 @@ def _load(path: Path, sample_rate: int):
 
     audio, info = load_audio(path, sample_rate=sample_rate, channels=2)
     if info.note:
-        typer.echo(f"jen1: note: {path.name}: {info.note}", err=True)
+        note(f"{path.name}: {info.note}")
     return audio, info
 
 
@@ -150,7 +148,7 @@ def inpaint(
 
     Example: jen1 inpaint song.wav --mask 4.0-6.5 --prompt "piano solo" -o fixed.wav
     """
-    from jen1cli.audio import audio_info, save_audio
+    from jen1cli.audio_header import audio_info  # the header alone: no torch yet
 
     check_scheduler(scheduler)
     check_negative_prompt(negative_prompt, cfg)
@@ -158,17 +156,14 @@ def inpaint(
     check_file_duration(info.duration_s)
     spans = check_spans(mask, info.duration_s)
     output = check_output(output or input.with_name(f"{input.stem}.inpainted.wav"), overwrite)
-    device = resolve_device(device)
-    dtype = check_dtype(dtype, device)
+    device, dtype = resolve_device_and_dtype(device, dtype)
     pipe = load_pipeline(model, device, dtype)
     options = _sampling(pipe, steps, cfg, scheduler, seed, negative_prompt)
     audio, _ = _load(input, pipe.sample_rate)
     with progress_bars(quiet) as callback:
         result = pipe.inpaint(audio, spans, prompt, options, callback)
-    save_audio(output, result, pipe.sample_rate, overwrite=overwrite)
-    write_sidecar(
-        output, _record(pipe, options, task="inpaint", input=str(input), prompt=prompt, spans=spans)
-    )
+    record = dict(task="inpaint", input=str(input), prompt=prompt, spans=spans)
+    _save(output, result, pipe, overwrite, _record(pipe, options, **record))
     typer.echo(str(output))
 
 
@@ -194,7 +189,7 @@ def continue_(
 
     Example: jen1 continue intro.wav --seconds 20 --prompt "upbeat funk" -o longer.wav
     """
-    from jen1cli.audio import audio_info, save_audio
+    from jen1cli.audio_header import audio_info  # the header alone: no torch yet
 
     check_duration(seconds, "--seconds")
     check_scheduler(scheduler)
@@ -202,18 +197,14 @@ def continue_(
     info = audio_info(input)
     check_file_duration(info.duration_s)
     output = check_output(output or input.with_name(f"{input.stem}.continued.wav"), overwrite)
-    device = resolve_device(device)
-    dtype = check_dtype(dtype, device)
+    device, dtype = resolve_device_and_dtype(device, dtype)
     pipe = load_pipeline(model, device, dtype)
     options = _sampling(pipe, steps, cfg, scheduler, seed, negative_prompt)
     audio, _ = _load(input, pipe.sample_rate)
     with progress_bars(quiet) as callback:
         result = pipe.continue_(audio, seconds, prompt, options, callback)
-    save_audio(output, result, pipe.sample_rate, overwrite=overwrite)
-    write_sidecar(
-        output,
-        _record(pipe, options, task="continue", input=str(input), prompt=prompt, seconds=seconds),
-    )
+    record = dict(task="continue", input=str(input), prompt=prompt, seconds=seconds)
+    _save(output, result, pipe, overwrite, _record(pipe, options, **record))
     typer.echo(str(output))
 
 
@@ -247,7 +238,7 @@ def remix(
 
     Example: jen1 remix song.wav --prompt "jazz trio" --strength 0.5 -o song.jazz.wav
     """
-    from jen1cli.audio import audio_info, save_audio
+    from jen1cli.audio_header import audio_info  # the header alone: no torch yet
 
     if not 0.0 <= strength <= 1.0:  # written out, so that NaN is refused too
         raise BadInput(
@@ -260,17 +251,25 @@ def remix(
     check_file_duration(info.duration_s)
     spans = check_spans(mask, info.duration_s) if mask else None
     output = check_output(output or input.with_name(f"{input.stem}.remixed.wav"), overwrite)
-    device = resolve_device(device)
-    dtype = check_dtype(dtype, device)
+    device, dtype = resolve_device_and_dtype(device, dtype)
     pipe = load_pipeline(model, device, dtype)
     options = _sampling(pipe, steps, cfg, scheduler, seed, negative_prompt)
     audio, _ = _load(input, pipe.sample_rate)
     with progress_bars(quiet) as callback:
         result = pipe.remix(audio, prompt, strength, spans, options, callback)
-    save_audio(output, result, pipe.sample_rate, overwrite=overwrite)
     record = dict(task="remix", input=str(input), prompt=prompt, strength=strength, spans=spans)
-    write_sidecar(output, _record(pipe, options, **record))
+    _save(output, result, pipe, overwrite, _record(pipe, options, **record))
     typer.echo(str(output))
+
+
+def _save(output: Path, audio, pipe, overwrite: bool, record: dict) -> None:
+    """The audio and its sidecar, published together: neither appears unless both are written."""
+    from jen1cli.atomic_files import publish_together
+    from jen1cli.audio import save_audio
+
+    with publish_together():
+        save_audio(output, audio, pipe.sample_rate, overwrite=overwrite)
+        write_sidecar(output, record)
 
 
 def _spans_text(spans: list[tuple[float, float]]) -> str:

@@ -23,7 +23,6 @@ from jen1cli.commands.common import (
     SchedulerOpt,
     SeedOpt,
     StepsOpt,
-    check_dtype,
     check_duration,
     check_negative_prompt,
     check_output,
@@ -31,7 +30,7 @@ from jen1cli.commands.common import (
     guidance_of,
     load_pipeline,
     progress_bars,
-    resolve_device,
+    resolve_device_and_dtype,
     slug,
     write_sidecar,
 )
@@ -76,10 +75,6 @@ def generate(
 
     Example: jen1 generate "ambient synth pad" -d 10 -o pad.wav
     """
-    from jen1cli.audio import master, save_audio
-    from jen1cli.loop import master_loop
-    from jen1cli.pipeline import SamplingOptions
-
     check_duration(duration * num, "--duration × --num")
     if loop and duration < MIN_LOOP_SECONDS:
         raise BadInput(
@@ -88,9 +83,14 @@ def generate(
     check_scheduler(scheduler)
     check_negative_prompt(negative_prompt, cfg)
     paths = [check_output(p, overwrite) for p in output_paths(output, prompt, num)]
-    device = resolve_device(device)
-    dtype = check_dtype(dtype, device)
+    device, dtype = resolve_device_and_dtype(device, dtype)
     seed = random.randrange(2**31) if seed is None else seed
+
+    # Imported once the input is known to be good: torch alone takes seconds to load.
+    from jen1cli.atomic_files import publish_together
+    from jen1cli.audio import master, save_audio
+    from jen1cli.loop import master_loop
+    from jen1cli.pipeline import SamplingOptions
 
     pipe = load_pipeline(model, device, dtype)
     check_negative_prompt(negative_prompt, guidance_of(pipe, cfg))
@@ -105,25 +105,27 @@ def generate(
         audio = pipe.generate([prompt] * num, duration, options, callback, loop=loop).cpu()
     diffusion = pipe.config.diffusion
     finish = master_loop if loop else master  # a loop is mastered around its wrap
-    for index, (path, clip) in enumerate(zip(paths, audio, strict=True)):
-        clip = finish(clip, pipe.sample_rate, lufs)
-        save_audio(path, clip, pipe.sample_rate, overwrite=overwrite)
-        write_sidecar(
-            path,
-            {
-                "prompt": prompt,
-                "negative_prompt": negative_prompt,
-                "loop": loop,
-                "seed": seed,
-                "variation": index,
-                "duration_s": duration,
-                "steps": steps or diffusion.num_inference_steps,
-                "guidance_scale": diffusion.guidance_scale if cfg is None else cfg,
-                "scheduler": scheduler or diffusion.scheduler,
-                "dtype": dtype,
-                "lufs": lufs,
-                "model": pipe.model.source,
-                "jen1_version": __version__,
-            },
-        )
+    with publish_together():  # every file and sidecar, or none (a full disk, an interrupt)
+        for index, (path, clip) in enumerate(zip(paths, audio, strict=True)):
+            clip = finish(clip, pipe.sample_rate, lufs)
+            save_audio(path, clip, pipe.sample_rate, overwrite=overwrite)
+            write_sidecar(
+                path,
+                {
+                    "prompt": prompt,
+                    "negative_prompt": negative_prompt,
+                    "loop": loop,
+                    "seed": seed,
+                    "variation": index,
+                    "duration_s": duration,
+                    "steps": steps or diffusion.num_inference_steps,
+                    "guidance_scale": diffusion.guidance_scale if cfg is None else cfg,
+                    "scheduler": scheduler or diffusion.scheduler,
+                    "dtype": dtype,
+                    "lufs": lufs,
+                    "model": pipe.model.source,
+                    "jen1_version": __version__,
+                },
+            )
+    for path in paths:
         typer.echo(str(path))

@@ -157,7 +157,7 @@ def train(
             folder = run_training(options, hooks)
         except TrainingInterrupted as stop:
             typer.echo(f"jen1: {stop}", err=True)
-            raise SystemExit(130) from None
+            raise SystemExit(128 + int(stop.signum)) from None  # 130 for SIGINT, 143 for SIGTERM
     typer.echo(str(folder))
 
 

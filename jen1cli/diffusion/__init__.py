@@ -1,1 +1,1 @@
-"""Diffusion: noise schedule, task masks, the multi-task objective and guided sampling."""
+"""Diffusion: noise schedule, samplers, task masks, the multi-task objective, guided sampling."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from diffusers import DDPMScheduler
 from torch import Tensor, nn
 
 from jen1cli.config import DiffusionConfig
+from jen1cli.diffusion.noise_schedule import NoiseSchedule
 from jen1cli.diffusion.tasks import (
     TASK_NAMES,
     Task,
@@ -33,7 +33,7 @@ def diffusion_loss(
     latents: Tensor,
     context: Tensor | None,
     context_mask: Tensor | None,
-    noise_scheduler: DDPMScheduler,
+    noise_scheduler: NoiseSchedule,
     config: DiffusionConfig,
     generator: torch.Generator | None = None,
 ) -> LossOutput:
@@ -109,7 +109,7 @@ def diffusion_loss(
 
 
 def timestep_weights(
-    noise_scheduler: DDPMScheduler, timesteps: Tensor, config: DiffusionConfig
+    noise_scheduler: NoiseSchedule, timesteps: Tensor, config: DiffusionConfig
 ) -> Tensor:
     """Per-sample loss weights [B] for ``config.loss_weighting`` (float32).
 

@@ -1,4 +1,4 @@
-"""Guided sampling (§3.2 eq. 4, §5): a diffusers scheduler driving the U-Net, with CFG.
+"""Guided sampling (§3.2 eq. 4, §5): a sampler (``samplers.py``) driving the U-Net, with CFG.
 
 Tasks are conditioned in context only, as the paper trains them: the masked latent and the mask ride
 along as input channels and the known frames are not overwritten between steps. The pipeline
@@ -8,10 +8,10 @@ splices the known audio back in after decoding.
 from __future__ import annotations
 
 import torch
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from torch import Tensor, nn
 
 from jen1cli.config import DiffusionConfig
+from jen1cli.diffusion.samplers import Sampler
 from jen1cli.diffusion.schedule import make_sampling_scheduler
 from jen1cli.progress import ProgressCallback
 
@@ -138,7 +138,7 @@ def sample(
     masked_latent: Tensor | None = None,
     mask: Tensor | None = None,
     causal: bool = False,
-    scheduler: SchedulerMixin | str | None = None,
+    scheduler: Sampler | str | None = None,
     num_inference_steps: int | None = None,
     guidance_scale: float | None = None,
     generator: torch.Generator | None = None,
@@ -153,7 +153,7 @@ def sample(
 
     ``mask`` [B|1, 1, T] marks the frames to generate (1) and ``masked_latent`` [B|1, k, T] holds
     the known ones (``mask_latent``); both default to text-to-music (all generated). ``scheduler``
-    is a diffusers scheduler or a name from ``SCHEDULERS``; it and the step count and guidance
+    is a :class:`Sampler` or a name from ``SCHEDULERS``; it and the step count and guidance
     scale default to ``diffusion_config``. The same ``generator`` seed gives the same output.
     ``negative_context`` [B|1, L', D] (and its mask) takes the unconditional branch's place in
     guidance. With ``init_latents`` [B|1, k, T] and ``strength`` < 1 the start is those latents
@@ -169,9 +169,9 @@ def sample(
     batch, channels, frames = shape
     dtype, device = _model_dtype_and_device(unet)
 
-    if isinstance(scheduler, SchedulerMixin):
-        # A fresh copy: schedulers keep per-run state (step index, multistep history).
-        scheduler = type(scheduler).from_config(scheduler.config)
+    if isinstance(scheduler, Sampler):
+        # A fresh copy: samplers keep per-run state (step index, multistep history).
+        scheduler = type(scheduler)(scheduler.config)
     else:
         scheduler = make_sampling_scheduler(config, scheduler)
     scheduler.set_timesteps(steps, device=device)
@@ -209,11 +209,10 @@ def sample(
         clean = _start_latents(init_latents, shape).to(device, torch.float32)
         if not len(timesteps):
             return clean.clone()
-        if hasattr(scheduler, "set_begin_index"):  # multistep solvers count steps from here
-            scheduler.set_begin_index(start)
-        latents = scheduler.add_noise(clean, latents, timesteps[:1])
+        scheduler.set_begin_index(start)  # the multistep solver counts its history from here
+        latents = scheduler.add_noise(clean, latents)
     for i, t in enumerate(timesteps):
-        model_input = scheduler.scale_model_input(latents, t).to(dtype)
+        model_input = scheduler.scale_model_input(latents).to(dtype)
         eps = predict_noise(
             unet,
             model_input,
@@ -227,7 +226,7 @@ def sample(
             negative_context=negative_context,
             negative_context_mask=negative_context_mask,
         )
-        latents = scheduler.step(eps.float(), t, latents, generator=generator).prev_sample
+        latents = scheduler.step(eps.float(), latents)
         if callback is not None:
             callback("denoise", i + 1, len(timesteps))
     return latents

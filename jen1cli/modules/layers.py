@@ -1,8 +1,9 @@
 """Shared layers whose time behaviour is chosen per call: bidirectional or causal (§4.2, Fig. 2).
 
-Every layer here is either time-local (per-frame norm, time embedding) or a convolution whose
-padding is picked at call time, so ONE set of weights runs in both modes: centred zero padding
-(bidirectional) or all zeros in front (unidirectional, "causal padding", Oord et al. 2016).
+Every layer here is either time-local (the time embedding; the per-frame norms live in
+frame_norm.py) or a convolution whose padding is picked at call time, so ONE set of weights runs
+in both modes: centred zero padding (bidirectional) or all zeros in front (unidirectional, "causal
+padding", Oord et al. 2016).
 """
 
 from __future__ import annotations
@@ -38,31 +39,6 @@ class ModeConv1d(nn.Conv1d):
         total = self.dilation[0] * (self.kernel_size[0] - 1)
         left = total if causal else total // 2
         return super().forward(F.pad(x, (left, total - left)))
-
-
-class FrameGroupNorm(nn.Module):
-    """Group norm whose statistics come from the channel groups of ONE frame.
-
-    nn.GroupNorm on [B, C, T] averages over time too, so a future frame would shift the
-    normalisation of a past one: not causal. Per-frame statistics are causal in both modes, so
-    the two modes normalise identically and can share weights.
-    """
-
-    def __init__(self, groups: int, channels: int, eps: float = 1e-5) -> None:
-        super().__init__()
-        if channels % groups:
-            raise ValueError(f"channels ({channels}) must be divisible by groups ({groups})")
-        self.groups = groups
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: Tensor) -> Tensor:  # [B, C, T]
-        b, c, t = x.shape
-        # [B, C, T] -> [B*T, C]: group_norm with no spatial dims reduces over (C / groups) only.
-        h = x.transpose(1, 2).reshape(b * t, c)
-        h = F.group_norm(h, self.groups, self.weight, self.bias, self.eps)
-        return h.reshape(b, t, c).transpose(1, 2)
 
 
 def timestep_embedding(timestep: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:

@@ -13,16 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jen1cli.config import UNetConfig
+from jen1cli.config import DiffusionConfig, UNetConfig
 from jen1cli.modules.attention import TextCondition, TransformerBlock
-from jen1cli.modules.layers import (
-    Downsample1d,
-    FrameGroupNorm,
-    ModeConv1d,
-    TimeEmbedding,
-    Upsample1d,
-)
+from jen1cli.modules.frame_norm import frame_norm
+from jen1cli.modules.layers import Downsample1d, ModeConv1d, TimeEmbedding, Upsample1d
 from jen1cli.modules.pooled_text import PooledTextEmbedding
+from jen1cli.modules.v_prediction import alpha_bar_at, alphas_cumprod, epsilon_from_v
 
 
 class ResBlock(nn.Module):
@@ -33,16 +29,15 @@ class ResBlock(nn.Module):
         in_channels: int,
         out_channels: int,
         time_dim: int,
-        groups: int,
-        kernel_size: int,
-        dropout: float,
+        config: UNetConfig,
     ) -> None:
         super().__init__()
-        self.norm1 = FrameGroupNorm(groups, in_channels)
+        norm, groups, kernel_size = config.norm, config.norm_groups, config.kernel_size
+        self.norm1 = frame_norm(norm, in_channels, groups)
         self.conv1 = ModeConv1d(in_channels, out_channels, kernel_size)
         self.time_proj = nn.Linear(time_dim, 2 * out_channels)
-        self.norm2 = FrameGroupNorm(groups, out_channels)
-        self.dropout = nn.Dropout(dropout)
+        self.norm2 = frame_norm(norm, out_channels, groups)
+        self.dropout = nn.Dropout(config.dropout)
         self.conv2 = ModeConv1d(out_channels, out_channels, kernel_size)
         self.skip = nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
@@ -67,9 +62,7 @@ class _Stage(nn.Module):
                 in_channels if i == 0 else channels,
                 channels,
                 c.time_embed_dim,
-                c.norm_groups,
-                c.kernel_size,
-                c.dropout,
+                c,
             )
             for i in range(blocks)
         )
@@ -137,13 +130,21 @@ class UpBlock(nn.Module):
 
 
 class OmniUNet1d(nn.Module):
-    """JEN-1's omnidirectional U-Net: predicts ε from [x_t ; masked latent ; mask] (2k + 1 -> k)."""
+    """JEN-1's omnidirectional U-Net: predicts ε from [x_t ; masked latent ; mask] (2k + 1 -> k).
 
-    def __init__(self, config: UNetConfig) -> None:
+    ``diffusion`` names the noise schedule that ``config.prediction = "v"`` reads ᾱ_t from (the
+    default schedule when None); the ε-predicting network ignores it.
+    """
+
+    def __init__(self, config: UNetConfig, diffusion: DiffusionConfig | None = None) -> None:
         super().__init__()
         config.validate()
         self.config = config
         c, ch = config, config.channels
+        if c.prediction == "v":
+            # Not persistent: derived from the config, so weight files stay the same either way.
+            table = alphas_cumprod(diffusion or DiffusionConfig())
+            self.register_buffer("alphas_cumprod", table, persistent=False)
         self.time_embed = TimeEmbedding(ch[0], c.time_embed_dim)
         self.pooled_text = (
             PooledTextEmbedding(c.context_dim, c.time_embed_dim) if c.pooled_text else None
@@ -154,20 +155,19 @@ class OmniUNet1d(nn.Module):
         for level in range(len(ch)):
             self.down.append(DownBlock(prev, level, c))
             prev = ch[level]
-        res_kw = (c.time_embed_dim, c.norm_groups, c.kernel_size, c.dropout)
-        self.mid_res1 = ResBlock(ch[-1], ch[-1], *res_kw)
+        self.mid_res1 = ResBlock(ch[-1], ch[-1], c.time_embed_dim, c)
         self.mid_attn = (
             TransformerBlock(ch[-1], c.context_dim, c.head_dim, c.ff_mult)
             if c.mid_attention
             else None
         )
-        self.mid_res2 = ResBlock(ch[-1], ch[-1], *res_kw)
+        self.mid_res2 = ResBlock(ch[-1], ch[-1], c.time_embed_dim, c)
         # up[i] mirrors down[i]; it runs deepest first.
         self.up = nn.ModuleList(
             UpBlock(ch[level + 1] if level + 1 < len(ch) else ch[-1], level, c)
             for level in range(len(ch))
         )
-        self.norm_out = FrameGroupNorm(c.norm_groups, ch[0])
+        self.norm_out = frame_norm(c.norm, ch[0], c.norm_groups)
         self.conv_out = ModeConv1d(ch[0], c.latent_channels, c.kernel_size)
 
     def forward(
@@ -181,7 +181,7 @@ class OmniUNet1d(nn.Module):
         use_text: Tensor | None = None,
         causal: bool = False,
     ) -> Tensor:
-        """Predict ε̂ [B, k, T] for any T >= 1.
+        """Predict ε̂ [B, k, T] for any T >= 1 (through v̂ when ``config.prediction`` is "v").
 
         Args:
             sample: noisy latent x_t [B, k, T].
@@ -226,8 +226,10 @@ class OmniUNet1d(nn.Module):
         h = self.mid_res2(h, temb, causal)
         for block, skip in zip(reversed(self.up), reversed(skips), strict=True):
             h = block(h, skip, temb, cond, causal)
-        out = self.conv_out(F.silu(self.norm_out(h)), causal)
-        return out[:, :, :t]
+        out = self.conv_out(F.silu(self.norm_out(h)), causal)[:, :, :t]
+        if self.config.prediction == "v":
+            return epsilon_from_v(out, sample, alpha_bar_at(self.alphas_cumprod, timestep))
+        return out
 
     def _text_condition(
         self,

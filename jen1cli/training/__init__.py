@@ -1,1 +1,3 @@
-"""Building blocks of ``jen1 train``: data, losses, STFT discriminator, EMA and LR schedule."""
+"""``jen1 train``: trainer.py runs the stages in order, one module each (autoencoder.py,
+whitening.py, diffusion.py) around loop.py (options, step loop, resume, export); their building
+blocks are data, losses, the STFT discriminator, EMA, the LR schedule and checkpoints."""

@@ -28,6 +28,9 @@ class EMA:
         self.shadow: dict[str, Tensor] = {
             name: t.detach().to(torch.float32, copy=True) for name, t in _float_tensors(model)
         }
+        # Non-persistent buffers are derived from the config (the U-Net's ᾱ table): never averaged.
+        # Checkpoints written before this rule hold them; a resume drops them (load_state_dict).
+        self._derived = {name for name, _ in model.named_buffers()} - set(model.state_dict())
 
     def current_decay(self) -> float:
         """The decay the next ``update()`` will use."""
@@ -74,7 +77,7 @@ class EMA:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a `state_dict`; the tensor names must match this EMA's exactly."""
-        shadow = state["shadow"]
+        shadow = {k: v for k, v in state["shadow"].items() if k not in self._derived}
         missing = set(self.shadow) - set(shadow)
         unexpected = set(shadow) - set(self.shadow)
         if missing or unexpected:
@@ -93,6 +96,12 @@ class EMA:
 
 
 def _float_tensors(model: nn.Module) -> list[tuple[str, Tensor]]:
-    """Named floating-point parameters and buffers, in a stable order."""
-    tensors = list(model.named_parameters()) + list(model.named_buffers())
+    """Named floating-point parameters and persistent buffers (what ``state_dict`` saves), in a
+    stable order."""
+    buffers = []
+    for name, buffer in model.named_buffers():
+        owner, _, leaf = name.rpartition(".")
+        if leaf not in model.get_submodule(owner)._non_persistent_buffers_set:
+            buffers.append((name, buffer))
+    tensors = list(model.named_parameters()) + buffers
     return [(name, t) for name, t in tensors if t.is_floating_point()]

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from jen1cli.config import UNetConfig
-from jen1cli.modules.layers import Downsample1d, FrameGroupNorm, ModeConv1d, Upsample1d
+from jen1cli.modules.frame_norm import FrameGroupNorm
+from jen1cli.modules.layers import Downsample1d, ModeConv1d, Upsample1d
 from jen1cli.modules.unet import OmniUNet1d
 
 K, D = 4, 12  # latent channels, context width

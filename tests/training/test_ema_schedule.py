@@ -107,3 +107,20 @@ def test_lambda_lr_steps_and_resumes():
     assert opt3.param_groups[0]["lr"] == pytest.approx(lrs[13])
     with pytest.raises(ValueError):
         warmup_linear_decay(opt3, warmup_steps=30, total_steps=20)
+
+
+def test_ema_skips_derived_buffers_and_resumes_old_checkpoints_that_hold_them():
+    class WithTable(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+            self.register_buffer("table", torch.linspace(0, 1, 5, dtype=torch.float64), False)
+
+    model = WithTable()
+    ema = EMA(model)
+    assert set(ema.shadow) == {"lin.weight", "lin.bias"}  # the derived table is not averaged
+    old = ema.state_dict()
+    old["shadow"] = {**old["shadow"], "table": torch.zeros(5)}  # as earlier checkpoints held it
+    EMA(model).load_state_dict(old)
+    ema.copy_to(model)
+    torch.testing.assert_close(model.table, torch.linspace(0, 1, 5, dtype=torch.float64))

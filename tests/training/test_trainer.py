@@ -111,8 +111,10 @@ def test_diffusion_overfits_one_batch(prepared):
     opts.data_dir = data
     train(opts, TrainHooks(log=lambda line: None))
     after = _fixed_draw_loss(run, data)
-    # An untrained ε-predictor sits near 1 (the noise variance); 250 steps bring it to about half.
-    assert after < 0.6 * before, (before, after)
+    # A fresh v-predicting U-Net starts at the linear denoiser's error (0.53 here), not near 1 as
+    # an ε-predictor did; 250 steps take it to 0.36 (measured), below the ~0.5 the ε-network
+    # reached from 1.
+    assert after < 0.75 * before and after < 0.45, (before, after)
 
 
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(prepared):

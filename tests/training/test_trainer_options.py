@@ -20,7 +20,7 @@ from jen1cli.config import Jen1Config
 from jen1cli.model import Jen1Model
 from jen1cli.modules.unet import OmniUNet1d
 from jen1cli.testing import tiny_text_encoder
-from jen1cli.training import trainer
+from jen1cli.training import diffusion as diffusion_stage
 from jen1cli.training.trainer import TrainHooks, TrainingInterrupted, train
 from tests.training.test_trainer import options, write_dataset
 
@@ -50,13 +50,13 @@ def copy_run(prepared: Path, name: str) -> Path:
 def seen_latents(monkeypatch):
     """The shape of every latent batch the diffusion objective receives."""
     shapes: list[tuple[int, ...]] = []
-    real = trainer.diffusion_loss
+    real = diffusion_stage.diffusion_loss
 
     def recording(unet, latents, *args, **kwargs):
         shapes.append(tuple(latents.shape))
         return real(unet, latents, *args, **kwargs)
 
-    monkeypatch.setattr(trainer, "diffusion_loss", recording)
+    monkeypatch.setattr(diffusion_stage, "diffusion_loss", recording)
     return shapes
 
 
