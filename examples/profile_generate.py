@@ -98,6 +98,8 @@ def child(args: argparse.Namespace) -> None:
         "writing": spent["writing"],
     }
     print(json.dumps({"stages": stages, "steps": steps, "marks": marks}), flush=True)
+    sys.stderr.flush()
+    os._exit(0)  # as `jen1 generate` ends (jen1cli/cli.py): no interpreter teardown
 
 
 def run_ours(args: argparse.Namespace, env: dict) -> dict:
@@ -124,16 +126,16 @@ def run_ours(args: argparse.Namespace, env: dict) -> dict:
     return result
 
 
-def run_previous(previous: Path, args: argparse.Namespace, env: dict) -> float:
-    """Wall-clock seconds of the previous release's own `jen1 generate` (its code, its model)."""
+def run_command(checkout: Path, args: argparse.Namespace, env: dict) -> float:
+    """Wall-clock seconds of a checkout's own `jen1 generate` (its code, its bundled model)."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "jen1cli", "generate", PROMPT, "-d", str(args.seconds)]
         cmd += ["-o", str(Path(tmp) / "prev.wav"), "--quiet", "--seed", "0"]
         t = time.time()
         subprocess.run(
             cmd,
-            env={**env, "PYTHONPATH": str(previous)},
-            cwd=previous,
+            env={**env, "PYTHONPATH": str(checkout)},
+            cwd=checkout,
             capture_output=True,
             check=True,
         )
@@ -156,11 +158,14 @@ def main() -> None:
         return
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    runs, previous = [], []
-    for _ in range(args.repeats):
+    here = Path(__file__).resolve().parent.parent
+    runs, commands, previous = [], [], []
+    for _ in range(args.repeats):  # alternating, so every variant sees the same load
         runs.append(run_ours(args, env))
+        if args.model is None and args.steps is None and args.scheduler is None:
+            commands.append(run_command(here, args, env))
         if args.previous:
-            previous.append(run_previous(args.previous, args, env))
+            previous.append(run_command(args.previous, args, env))
 
     names = list(runs[0]["stages"])
     print(
@@ -181,11 +186,16 @@ def main() -> None:
             f"{statistics.median(steps):.3f} s (first step {runs[0]['steps'][0]:.3f} s)"
         )
     print("\nall totals: " + ", ".join(f"{r['total']:.2f}" for r in runs))
+    if commands:  # the command itself (CLI parsing, progress, mastering, atomic write, exit)
+        print(
+            f"this checkout's `jen1 generate`: median {statistics.median(commands):.2f} s "
+            f"({', '.join(f'{s:.2f}' for s in commands)})"
+        )
     if previous:
         prev = statistics.median(previous)
         print(
             f"previous release ({args.previous}): median {prev:.2f} s "
-            f"({', '.join(f'{s:.2f}' for s in previous)}); ours / previous = {total / prev:.2f}"
+            f"({', '.join(f'{s:.2f}' for s in previous)}); ours / previous = {statistics.median(commands or [total]) / prev:.2f}"
         )
 
 

@@ -139,7 +139,8 @@ class FourierAutoencoder(nn.Module):
             else None
         )
         self.decoder = MagnitudeDecoder(config)
-        self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
+        window = torch.hann_window(config.n_fft, device="cpu")  # cpu: see PitchFilterbank
+        self.register_buffer("window", window, persistent=False)
 
     @property
     def hop_length(self) -> int:

@@ -96,7 +96,10 @@ class PitchFilterbank(nn.Module):
             self.register_buffer(
                 f"weights_{i}", torch.tensor(w, dtype=torch.float32), persistent=False
             )
-            self.register_buffer(f"window_{i}", torch.hann_window(n_fft), persistent=False)
+            # device="cpu": under torch.device("meta") (model folders are checked that way) torch's
+            # window goes through its decompositions, whose first use imports ~1.2 s of modules.
+            window = torch.hann_window(n_fft, device="cpu")
+            self.register_buffer(f"window_{i}", window, persistent=False)
         self.register_buffer("owner", torch.tensor(owner), persistent=False)
 
     @property

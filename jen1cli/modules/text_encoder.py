@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
+
+from jen1cli.modules import bert_encoder
 
 # T5-family checkpoints hold an encoder-decoder; only the encoder is loaded (the decoder's
 # weights are skipped), which halves memory for FLAN-T5.
@@ -30,7 +31,7 @@ class TextEncoder(nn.Module):
 
     def __init__(
         self,
-        model: PreTrainedModel,
+        model: nn.Module,
         tokenizer: Any,
         max_length: int = 128,
         cache_size: int = 256,
@@ -56,8 +57,14 @@ class TextEncoder(nn.Module):
         local_files_only: bool = False,
         cache_dir: str | None = None,
     ) -> TextEncoder:
-        """Load a Hub id or local folder: T5 family -> its encoder-only class, else AutoModel."""
+        """Load a Hub id or local folder: a local BERT folder -> bert_encoder.py (no
+        ``transformers`` import, the bundled model's case); T5 family -> its encoder-only class;
+        else AutoModel."""
+        if Path(name_or_path).is_dir() and bert_encoder.is_supported(name_or_path):
+            model = bert_encoder.BertEncoder.from_folder(name_or_path)
+            return cls(model, bert_encoder.FastTokenizer(name_or_path), max_length=max_length)
         import transformers
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         hub = {
             "revision": revision,

@@ -24,11 +24,17 @@ PREDICTIONS: tuple[str, ...] = ("epsilon", "v")
 def alphas_cumprod(config: DiffusionConfig) -> Tensor:
     """ᾱ_t for t = 0 … T−1 [T] float64, the same betas as diffusers' DDPMScheduler builds."""
     n = config.num_train_timesteps
+    # device="cpu" also under torch.device("meta") (model folders are checked that way), where
+    # linspace would go through torch's decompositions and import ~1.2 s of modules first.
     if config.beta_schedule == "scaled_linear":
-        betas = torch.linspace(config.beta_start**0.5, config.beta_end**0.5, n, dtype=torch.float64)
+        betas = torch.linspace(
+            config.beta_start**0.5, config.beta_end**0.5, n, dtype=torch.float64, device="cpu"
+        )
         betas = betas**2
     elif config.beta_schedule == "linear":
-        betas = torch.linspace(config.beta_start, config.beta_end, n, dtype=torch.float64)
+        betas = torch.linspace(
+            config.beta_start, config.beta_end, n, dtype=torch.float64, device="cpu"
+        )
     else:
         raise ValueError(
             f"v-prediction supports the linear and scaled_linear beta schedules, "

@@ -486,7 +486,7 @@ def summary(results: list[Result], seconds: float, workers: int, seed: int) -> s
         "  commands:   " + _counts(Counter(r.command for r in results)),
         "  exit codes: " + _counts(codes),
     ]
-    lines += [f"  {kind + ':':<17}{kinds.get(kind, 0)}" for kind in PROBLEMS]
+    lines += [f"  {kind + ':':<22}{kinds.get(kind, 0)}" for kind in PROBLEMS]
     slowest = max(results, key=lambda r: r.seconds, default=None)
     if slowest:
         lines.append(f"  slowest case: {slowest.seconds:.1f} s (#{slowest.index}, {slowest.what})")
