@@ -18,13 +18,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
-from jen1cli.audio import load_audio
 from jen1cli.model import Jen1Model
-from jen1cli.training.data import AudioTextDataset, save_latent_item
-
-MAX_SECONDS = 300  # as the trainer's cache: longer files are cut
+from jen1cli.training.data import AudioTextDataset
+from jen1cli.training.whitening import write_latent_cache
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,15 +37,12 @@ def main(argv: list[str] | None = None) -> None:
     channels = config.autoencoder.audio_channels
     dataset = AudioTextDataset(args.data, config.window_seconds, config.sample_rate, channels, 0)
     cache = args.run / "latents"
-    cache.mkdir(parents=True, exist_ok=True)
-    with torch.inference_mode():
-        for i, entry in enumerate(dataset.entries, 1):
-            audio, _ = load_audio(entry.path, config.sample_rate, channels)
-            audio = audio[:, : MAX_SECONDS * config.sample_rate]
-            latents = model.whitener(model.autoencoder.encode(audio[None]))[0]
-            save_latent_item(cache / f"{entry.path.stem}.safetensors", latents, entry.text)
-            if i % 100 == 0 or i == len(dataset.entries):
-                print(f"{i}/{len(dataset.entries)} files cached in {cache}", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        if done % 100 == 0 or done == total:
+            print(f"{done}/{total} files cached in {cache}", file=sys.stderr)
+
+    write_latent_cache(model, dataset.entries, cache, progress=progress)
 
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ def run_command(checkout: Path, args: argparse.Namespace, env: dict) -> float:
     """Wall-clock seconds of a checkout's own `jen1 generate` (its code, its bundled model)."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "jen1cli", "generate", PROMPT, "-d", str(args.seconds)]
-        cmd += ["-o", str(Path(tmp) / "prev.wav"), "--quiet", "--seed", "0"]
+        cmd += ["-o", str(Path(tmp) / "out.wav"), "--quiet", "--seed", "0"]
         t = time.time()
         subprocess.run(
             cmd,
@@ -193,9 +193,10 @@ def main() -> None:
         )
     if previous:
         prev = statistics.median(previous)
+        ours = statistics.median(commands) if commands else total
         print(
             f"previous release ({args.previous}): median {prev:.2f} s "
-            f"({', '.join(f'{s:.2f}' for s in previous)}); ours / previous = {statistics.median(commands or [total]) / prev:.2f}"
+            f"({', '.join(f'{s:.2f}' for s in previous)}); ours / previous = {ours / prev:.2f}"
         )
 
 

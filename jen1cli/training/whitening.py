@@ -7,6 +7,8 @@ every file is then encoded whole once, so the diffusion stage can skip the codec
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
@@ -92,16 +94,31 @@ def _as_is(item):
 
 
 def _write_latent_cache(options, model, dataset, accelerator, hooks) -> None:
-    """Encode every file whole once; diffusion training then skips the codec."""
-    cache = options.output / "latents"
-    cache.mkdir(exist_ok=True)
-    autoencoder = model.autoencoder.to(accelerator.device)
-    whitener = model.whitener.to(accelerator.device)
-    entries = dataset.entries[accelerator.process_index :: accelerator.num_processes]
-    files = _WholeFiles(entries, model.config.sample_rate, model.config.autoencoder.audio_channels)
-    loader = DataLoader(files, batch_size=None, num_workers=options.num_workers, collate_fn=_as_is)
-    for i, (audio, entry) in enumerate(loader):
-        latents = whitener(autoencoder.encode(audio[None].to(accelerator.device)))[0].cpu()
-        save_latent_item(cache / f"{entry.path.stem}.safetensors", latents, entry.text)
-        hooks.progress("latent cache", i + 1, len(entries))
+    """The stage's cache: each process encodes its share of the files."""
+    write_latent_cache(
+        model,
+        dataset.entries[accelerator.process_index :: accelerator.num_processes],
+        options.output / "latents",
+        accelerator.device,
+        options.num_workers,
+        lambda done, total: hooks.progress("latent cache", done, total),
+    )
     accelerator.wait_for_everyone()
+
+
+def write_latent_cache(model, entries, cache: Path, device="cpu", num_workers=0, progress=None):
+    """Encode every entry's file whole once, with ``model``'s codec and whitening as they are,
+    into ``cache``; diffusion training then skips the codec. Also for continuing a model whose
+    run folder is gone (examples/cache_latents.py), where refitting the whitening would move the
+    latent space under its trained U-Net."""
+    cache.mkdir(parents=True, exist_ok=True)
+    autoencoder = model.autoencoder.to(device)
+    whitener = model.whitener.to(device)
+    files = _WholeFiles(entries, model.config.sample_rate, model.config.autoencoder.audio_channels)
+    loader = DataLoader(files, batch_size=None, num_workers=num_workers, collate_fn=_as_is)
+    with torch.inference_mode():
+        for i, (audio, entry) in enumerate(loader):
+            latents = whitener(autoencoder.encode(audio[None].to(device)))[0].cpu()
+            save_latent_item(cache / f"{entry.path.stem}.safetensors", latents, entry.text)
+            if progress is not None:
+                progress(i + 1, len(entries))
