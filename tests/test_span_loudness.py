@@ -8,7 +8,16 @@ import torch
 import jen1cli.pipeline.inpaint as inpaint_module
 from jen1cli.audio import integrated_loudness, true_peak_db
 from jen1cli.pipeline import Jen1Pipeline, SamplingOptions
-from jen1cli.span_loudness import SURROUND_SECONDS, match_to, surroundings
+from jen1cli.span_loudness import (
+    DYNAMICS_LU,
+    FILE_TOLERANCE_LU,
+    SPAN_CAP_LU,
+    SURROUND_SECONDS,
+    match_spans,
+    match_to,
+    original_shift,
+    surroundings,
+)
 from jen1cli.testing import tiny_model
 
 SR = 48_000
@@ -113,3 +122,70 @@ def test_a_span_over_the_whole_file_keeps_the_files_own_loudness(pipe):
     song = _song(1.5)
     out = pipe.inpaint(song, [(0.0, 1.5)], "piano", OPTIONS)
     assert abs(_lufs(out[..., 1000:-1000]) - _lufs(song)) < 1.0
+
+
+def test_a_span_follows_its_original_passage_by_at_most_the_dynamics_cap():
+    around = _song(2.0)
+    for gain_db, expected in ((-8.0, -DYNAMICS_LU), (0.6, 0.6), (8.0, DYNAMICS_LU)):
+        original = around * 10 ** (gain_db / 20)
+        shift = original_shift(_lufs(around), original, SR)
+        assert abs(shift - expected) < 0.05, (gain_db, shift)
+    assert original_shift(_lufs(around), torch.zeros(2, SR), SR) == 0.0  # a silent original
+
+
+def _edit(song: torch.Tensor, spans: list[tuple[int, int]], seed: int = 4) -> torch.Tensor:
+    """``song`` with its spans matched from a model output far louder than anything in it."""
+    loud = 0.5 * torch.randn(2, song.shape[-1], generator=torch.Generator().manual_seed(seed))
+    decoded = torch.zeros_like(song)
+    for s, e in spans:
+        decoded[..., s:e] = loud[..., s:e]
+    out = song.clone()
+    matched = match_spans(decoded, song, spans, SR)
+    for s, e in spans:
+        out[..., s:e] = matched[..., s:e]
+    return out
+
+
+def test_a_quiet_passage_stays_quieter_within_the_cap():
+    """A song whose span was a quiet passage: a plain match to its surroundings would lift it to
+    their level; the regenerated span stays at least DYNAMICS_LU below them, within the cap."""
+    song = _song()
+    spans = _samples([(2.0, 4.0)])
+    s, e = spans[0]
+    song[..., s:e] *= 10 ** (-10 / 20)
+    out = _edit(song, spans)
+    gap = _lufs(out[..., s:e]) - _lufs(surroundings(out, spans, 0, SR))
+    assert -SPAN_CAP_LU - 0.1 < gap < -DYNAMICS_LU + 0.1, gap
+
+
+def test_a_loud_event_inpainted_away_keeps_the_files_loudness_within_the_cap():
+    """A burst 12 dB over the rest of the song, regenerated: matched to its quiet surroundings
+    alone, the file would drop by several LU; the common offset brings it back as far as the
+    cap allows, and no span leaves the cap."""
+    song = _song()
+    spans = _samples([(2.0, 3.5), (5.0, 5.8)])
+    s, e = spans[0]
+    song[..., s:e] *= 10 ** (12 / 20)
+    out = _edit(song, spans)
+    gaps = [
+        _lufs(out[..., a:b]) - _lufs(surroundings(out, spans, i, SR))
+        for i, (a, b) in enumerate(spans)
+    ]
+    assert all(abs(g) < SPAN_CAP_LU + 0.1 for g in gaps), gaps
+    moved = _lufs(out) - _lufs(song)
+    # Either the file is back within the tolerance, or the offset went as far as the cap allows.
+    assert abs(moved) < FILE_TOLERANCE_LU + 0.05 or max(gaps) > SPAN_CAP_LU - 0.1, (moved, gaps)
+    plain = song.clone()
+    for i, (a, b) in enumerate(spans):
+        plain[..., a:b] = match_to(out[..., a:b], surroundings(song, spans, i, SR), SR)
+    assert abs(moved) < abs(_lufs(plain) - _lufs(song)) - 0.5
+
+
+def test_a_small_move_of_the_files_loudness_is_left_to_the_spans_own_targets():
+    song = _song()
+    spans = _samples(SPANS_S)
+    out = _edit(song, spans)
+    assert abs(_lufs(out) - _lufs(song)) < FILE_TOLERANCE_LU
+    for i, (a, b) in enumerate(spans):  # the song is even: each span at its surroundings'
+        gap = _lufs(out[..., a:b]) - _lufs(surroundings(out, spans, i, SR))
+        assert abs(gap) < 0.3, (i, gap)
