@@ -8,9 +8,10 @@ parameter counts; the headline is ours ÷ each peer (compute seconds per audio s
 ours is faster). It also counts the FLOPs of one of our generations and compares the achieved
 FLOP/s with the machine's measured matmul throughput (the "physical limit").
 
-- **jen1** (ours): ``presets.full_config()`` (743 M U-Net) + a FLAN-T5-large-sized encoder, 50
-  DPM-Solver++ steps with classifier-free guidance batched into one batch-2 forward, whitener
-  inverse, autoencoder decode. Past the 10 s window the pipeline rolls out windows; so does this.
+- **jen1** (ours): ``presets.full_config()`` (743 M U-Net) + a FLAN-T5-large-sized encoder, its
+  config's 25 DPM-Solver++ steps with classifier-free guidance batched into one batch-2 forward,
+  whitener inverse, autoencoder decode. Past the 10 s window the pipeline rolls out windows; so
+  does this.
 - **musicgen-small / -medium**: ``transformers``' ``MusicgenForConditionalGeneration`` with T5-base,
   EnCodec 32 kHz (4 codebooks of 2048, 50 frames/s) and the 300 M / 1.5 B decoder: 50 tokens/s
   (+3 for the delay pattern) decoder steps at batch 2 (guidance 3) with a KV cache, top-k 250

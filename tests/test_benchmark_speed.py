@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from jen1cli.presets import full_config
+
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "benchmark_speed.py"
 PEERS = ("musicgen-small", "musicgen-medium", "stable-audio-open")
 STAGES = ("text_encoding", "denoising", "decoding")
@@ -75,7 +77,8 @@ def test_every_step_run_is_not_extrapolated(bench, tmp_path):
     report = json.loads(out.read_text())
     for model in report["models"].values():
         assert not any(s["extrapolated"] for s in model["stages"].values())
-    assert report["models"]["jen1"]["stages"]["denoising"]["measured_units"] == 50
+    steps = full_config().diffusion.num_inference_steps  # the full model's sampling, every step
+    assert report["models"]["jen1"]["stages"]["denoising"]["measured_units"] == steps
     assert report["models"]["musicgen-small"]["stages"]["denoising"]["total_units"] == 13  # 10 + 3
     assert _positive(report["headline"]["musicgen-small"]["ours_over_peer"])
 

@@ -289,6 +289,14 @@ def test_usage_errors_are_one_line_with_exit_2(args, message):
     assert len(lines) == 1 and message in lines[0] and "--help" in lines[0], result.output
 
 
+def test_the_default_dtype_keeps_a_small_unet_in_fp32_and_the_sidecar_names_it(run):
+    """--dtype auto (the default) runs a U-Net under 100 M parameters in fp32 on any machine;
+    the sidecar records the precision that ran, not "auto"."""
+    result = run("generate", "pad", "-d", "1", "-o", "auto.wav", "--seed", "3", "--steps", "2")
+    assert result.exit_code == 0, result.output
+    assert json.loads(Path("auto.wav.json").read_text())["dtype"] == "fp32"
+
+
 @pytest.mark.parametrize("dtype, message", [("fp16", "for GPUs"), ("int8", "unknown --dtype")])
 def test_dtype_refusals(run, dtype, message):
     result = run("generate", "pad", "-d", "1", "-o", "x.wav", "--dtype", dtype)

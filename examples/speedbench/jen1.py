@@ -1,7 +1,8 @@
 """Ours: full-size JEN-1 (``presets.full_config()``) with a FLAN-T5-large-sized text encoder.
 
-50 DPM-Solver++ steps with classifier-free guidance batched into one batch-2 forward, whitener
-inverse, autoencoder decode; past the 10 s window the windows of the pipeline's rollout.
+the config's DPM-Solver++ steps (25) with classifier-free guidance batched into one batch-2
+forward, whitener inverse, autoencoder decode; past the 10 s window the windows of the
+pipeline's rollout.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def bench_jen1(settings: Settings, clock: Clock) -> dict[str, Any]:
 
     dev, dtype, secs = settings.device, settings.dtype, settings.seconds
     config = full = full_config()
-    if settings.tiny:  # tiny networks, but the full model's window and sampling (50 steps)
+    if settings.tiny:  # tiny networks, but the full model's window and sampling
         config = tiny_config(window_seconds=full.window_seconds)
         config.diffusion = full.diffusion
     te_config = t5_config("flan-t5-large", settings.tiny)

@@ -140,7 +140,7 @@ def inpaint(
     cfg: CfgOpt = None,
     scheduler: SchedulerOpt = None,
     device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "fp32",
+    dtype: DtypeOpt = "auto",
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -181,7 +181,7 @@ def continue_(
     cfg: CfgOpt = None,
     scheduler: SchedulerOpt = None,
     device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "fp32",
+    dtype: DtypeOpt = "auto",
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -230,7 +230,7 @@ def remix(
     cfg: CfgOpt = None,
     scheduler: SchedulerOpt = None,
     device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "fp32",
+    dtype: DtypeOpt = "auto",
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:

@@ -62,7 +62,7 @@ def generate(
     cfg: CfgOpt = None,
     scheduler: SchedulerOpt = None,
     device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "fp32",
+    dtype: DtypeOpt = "auto",
     lufs: LufsOpt = -14.0,
     loop: Annotated[
         bool, typer.Option("--loop", help="A loop: the file plays end-to-start with no seam.")
@@ -121,7 +121,7 @@ def generate(
                     "steps": steps or diffusion.num_inference_steps,
                     "guidance_scale": diffusion.guidance_scale if cfg is None else cfg,
                     "scheduler": scheduler or diffusion.scheduler,
-                    "dtype": dtype,
+                    "dtype": pipe.unet_dtype_name,
                     "lufs": lufs,
                     "model": pipe.model.source,
                     "jen1_version": __version__,
