@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("musicality.json"))
     p.add_argument("--figure", type=Path, help="PNG of log-mel spectrograms (first seed)")
     p.add_argument("--steps", type=int, help="denoising steps [default: the model's]")
+    p.add_argument("--cfg", type=float, help="guidance scale [default: the model's]")
     args = p.parse_args(argv)
     from jen1cli.audio import master, read_audio_segment, save_audio
     from jen1cli.pipeline import Jen1Pipeline, SamplingOptions
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     rows, panels = [], []  # panels: (title, audio, flatness) for --figure
     for prompt in args.prompt or DEFAULT_PROMPTS:
         for seed in range(args.seeds):
-            options = SamplingOptions(steps=args.steps, seed=seed)
+            options = SamplingOptions(steps=args.steps, seed=seed, guidance_scale=args.cfg)
             audio = pipe.generate([prompt], args.seconds, options)[0]
             audio = master(audio, sr)
             if args.save_audio:
