@@ -97,42 +97,43 @@ def match_spans(
     for i, (s, e) in enumerate(spans):
         original = audio[..., s:e]
         reference = surroundings(audio, spans, i, sample_rate)
-        if not _audible(reference, sample_rate):
+        peak = true_peak_db(original, sample_rate)
+        if _audible(reference, sample_rate):
+            peak = max(peak, true_peak_db(reference, sample_rate))
+        else:
             reference = original
         around = integrated_loudness(reference, sample_rate)
-        peak = max(true_peak_db(reference, sample_rate), true_peak_db(original, sample_rate))
         plans.append((s, e, around, original_shift(around, original, sample_rate), peak))
 
-    def render(offset: float) -> Tensor:
-        out = decoded.clone()
+    whole = audio.clone()  # the song with the spans as rendered last: what the file will hold
+
+    def render(offset: float) -> None:
         for s, e, around, shift, peak in plans:
             target = around + max(-SPAN_CAP_LU, min(SPAN_CAP_LU, shift + offset))
-            out[..., s:e] = _to_level(decoded[..., s:e], target, peak, sample_rate)
-        return out
+            whole[..., s:e] = _to_level(decoded[..., s:e], target, peak, sample_rate)
 
-    def file_change(out: Tensor) -> float:
-        whole = audio.clone()
-        for s, e in spans:
-            whole[..., s:e] = out[..., s:e]
+    def file_change() -> float:
         return integrated_loudness(whole, sample_rate) - before
 
-    out = render(0.0)
+    render(0.0)
     before = integrated_loudness(audio, sample_rate)
-    if not plans or not math.isfinite(before) or before < _SILENT_LUFS:
-        return out
-    moved = file_change(out)
-    if not math.isfinite(moved) or abs(moved) <= FILE_TOLERANCE_LU:
-        return out
-    # The file's loudness grows with the offset: search the side that undoes the move.
-    lo, hi = (0.0, 2 * SPAN_CAP_LU) if moved < 0 else (-2 * SPAN_CAP_LU, 0.0)
-    best, best_moved = 0.0, moved
-    for _ in range(_BISECTIONS):
-        mid = (lo + hi) / 2
-        candidate = file_change(render(mid))
-        if abs(candidate) < abs(best_moved):
-            best, best_moved = mid, candidate
-        lo, hi = (mid, hi) if candidate < 0 else (lo, mid)
-    return render(best)
+    moved = file_change() if plans and math.isfinite(before) and before >= _SILENT_LUFS else 0.0
+    if math.isfinite(moved) and abs(moved) > FILE_TOLERANCE_LU:
+        # The file's loudness grows with the offset: search the side that undoes the move.
+        lo, hi = (0.0, 2 * SPAN_CAP_LU) if moved < 0 else (-2 * SPAN_CAP_LU, 0.0)
+        best, best_moved = 0.0, moved
+        for _ in range(_BISECTIONS):
+            mid = (lo + hi) / 2
+            render(mid)
+            candidate = file_change()
+            if abs(candidate) < abs(best_moved):
+                best, best_moved = mid, candidate
+            lo, hi = (mid, hi) if candidate < 0 else (lo, mid)
+        render(best)
+    out = decoded.clone()
+    for s, e in spans:
+        out[..., s:e] = whole[..., s:e]
+    return out
 
 
 def match_continuation(new: Tensor, audio: Tensor, sample_rate: int) -> Tensor:

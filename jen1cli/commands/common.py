@@ -248,9 +248,10 @@ def load_pipeline(model: str | None, device: str, dtype: str = "fp32"):
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     pipe = Jen1Pipeline.from_pretrained(name, device=device, local_files_only=offline)
     if dtype == "auto":
+        from jen1cli.model import parameter_count
         from jen1cli.native_bf16 import auto_unet_dtype
 
-        dtype = auto_unet_dtype(sum(p.numel() for p in pipe.model.unet.parameters()), device)
+        dtype = auto_unet_dtype(parameter_count(pipe.model.unet), device)
     return pipe.with_unet_dtype(dtype)
 
 
