@@ -1,30 +1,35 @@
 """Seamless loops: audio that plays end-to-start with no seam, whatever the decoder.
 
-Three steps, each closing the wrap at one level. The pipeline regenerates the latent frames around
-the wrap with both sides known (wrap-around inpainting), so the music continues across it. The
-latent is decoded with circular context (its own end before its start, its start after its end),
-so the decoder sees the wrap as any other place. And the decoded audio, which runs on past the
-loop's length, is folded back: its overhang is crossfaded into the start, so the last sample flows
-into the first exactly as it flows into the overhang (`close_loop`). Mastering then runs on a
-circularly padded copy (`master_loop`), so its filters and limiter see no edge either.
+Three steps, each closing the wrap at one level. The pipeline samples the latent as a circle
+(jen1cli/modules/circular_denoiser.py: every denoising step sees the loop's end before its start,
+so the music is shaped across the wrap as anywhere else). The latent is decoded with circular
+context (its own end before its start, its start after its end), so the decoder sees the wrap as
+any other place. And the decoded audio, which runs on past the loop's length, is folded back: its
+overhang is crossfaded into the start, so the last sample flows into the first exactly as it
+flows into the overhang (`close_loop`). Mastering then runs on a circularly padded copy
+(`master_loop`), so its filters and limiter see no edge either.
+
+A loop has no start of its own, so the file begins where the sound is steadiest
+(`steadiest_start`), not inside an attack.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
 
 from jen1cli.audio import master
 from jen1cli.long_audio import crossfade
+from jen1cli.modules.circular_denoiser import circular_indices as wrap_indices
 
-LOOP_SEAM_SHARE = 0.4  # of a window regenerated around the wrap: inside §4.3's 20-80 % masks
 LOOP_FADE_SECONDS = 0.25  # the overhang folded into the start
 MASTER_PADDING_SECONDS = 2.0  # > the DC filter's and the limiter's memory (< 0.2 s)
-
-
-def wrap_indices(total: int, before: int, after: int, device=None) -> Tensor:
-    """Indices into a circular sequence of ``total``: ``before`` from its end, all, ``after``."""
-    return torch.arange(-before, total + after, device=device) % total
+# Where the file starts: the loop point is put where the spectrum changes least over this span
+# around it (a sampler's loop point in the steady part of a sound, not inside an attack).
+STEADY_FFT = 1024
+STEADY_HOP = 128
 
 
 def loop_fade(length: int, sample_rate: int) -> int:
@@ -55,3 +60,32 @@ def master_loop(audio: Tensor, sample_rate: int, target_lufs: float) -> Tensor:
     pad = round(MASTER_PADDING_SECONDS * sample_rate)
     padded = audio[..., wrap_indices(n, pad, pad, audio.device)]
     return master(padded, sample_rate, target_lufs)[..., pad : pad + n].contiguous()
+
+
+def steadiest_start(audio: Tensor) -> int:
+    """The sample of a loop [C, N] (circular) where its spectrum changes least: the largest
+    spectral flux between ``STEADY_FFT`` frames that overlap it (or follow them) is smallest.
+
+    A loop has no start of its own, so its file may begin anywhere; begun here, it does not open
+    in the middle of an attack, played once or cut in an editor, and any player whose looping is
+    not gapless misses the least.
+    """
+    n = audio.shape[-1]
+    mono = audio.float().mean(0)[wrap_indices(n, STEADY_FFT, STEADY_FFT, audio.device)]
+    window = torch.hann_window(STEADY_FFT, device=audio.device)
+    spec = torch.stft(mono, STEADY_FFT, STEADY_HOP, window=window, center=False,
+                      return_complex=True).abs()  # fmt: skip
+    flux = (spec[:, 1:] - spec[:, :-1]).clamp(min=0).sum(0)  # flux[j]: frame j -> j + 1
+    # With one frame of padding in front, frames i + 1 ... i + span - 1 overlap the loop's
+    # sample i * hop: the fluxes i ... i + span - 1 are those into, between and out of them.
+    span = STEADY_FFT // STEADY_HOP
+    candidates = math.ceil(n / STEADY_HOP)
+    score = flux.unfold(0, span, 1)[:candidates].amax(dim=1)
+    return int(score.argmin()) * STEADY_HOP
+
+
+def start_at_steadiest(audio: Tensor) -> Tensor:
+    """Loops [..., C, N] each rolled so that the file begins at :func:`steadiest_start`."""
+    flat = audio.reshape(-1, *audio.shape[-2:])
+    rolled = [clip.roll(-steadiest_start(clip), dims=-1) for clip in flat]
+    return torch.stack(rolled).reshape(audio.shape)

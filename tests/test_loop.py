@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from jen1cli.audio import integrated_loudness, master
 from jen1cli.cli import app
-from jen1cli.loop import close_loop, master_loop
+from jen1cli.loop import close_loop, master_loop, start_at_steadiest, steadiest_start
+from jen1cli.modules.circular_denoiser import CircularDenoiser
 from jen1cli.pipeline import Jen1Pipeline, SamplingOptions
 from tests.tiny_fourier import tiny_fourier_model
 
@@ -80,10 +81,49 @@ def test_loop_without_seam_for_a_non_local_decoder_and_any_length():
     assert_seamless(master_loop(loop, SR, -14.0))
 
 
-def test_loop_past_the_window_rolls_out_and_closes(pipe):
-    loop = pipe.generate(["pad"], 2.6, SamplingOptions(steps=1, seed=2), loop=True)[0]
+def denoise_steps(pipe, seconds: float, steps: int) -> tuple[torch.Tensor, int]:
+    """A loop of ``seconds`` and how many denoising steps it took."""
+    calls = []
+
+    def callback(stage, done, total):
+        calls.append(stage)
+
+    options = SamplingOptions(steps=steps, seed=2)
+    loop = pipe.generate(["pad"], seconds, options, callback, loop=True)[0]
+    return loop, calls.count("denoise")
+
+
+def test_loop_past_the_window_is_sampled_by_overlapping_windows_at_once(pipe):
+    loop, steps = denoise_steps(pipe, 2.6, 2)
     assert loop.shape == (2, round(2.6 * SR))
     assert_seamless(loop)
+    assert steps == 2  # every window in each step: no rollout, no wrap to repair
+
+
+@pytest.fixture(scope="module")
+def wide_pipe(tmp_path_factory):
+    """The tiny model with a 4 s window: a 2 s loop fits in it with context on both sides."""
+    from jen1cli.testing import write_tiny_model
+
+    path = write_tiny_model(tmp_path_factory.mktemp("wide") / "m", window_seconds=4.0)
+    return Jen1Pipeline.from_pretrained(str(path))
+
+
+def test_loop_inside_a_window_is_sampled_as_one_circle(wide_pipe):
+    frames = wide_pipe.frames_for(2 * SR)
+    assert wide_pipe._circular_context(frames) == frames // 2  # half a loop on each side
+    loop, steps = denoise_steps(wide_pipe, 2.0, 3)
+    assert steps == 3  # one circular window: no rollout and no wrap to repair
+    assert loop.shape == (2, 2 * SR)
+    assert_seamless(loop)
+    assert_seamless(master_loop(loop, SR, -14.0))
+    # never less than 5 % of the window on each side: a loop that leaves less room than that
+    # is covered by a ring of windows instead, each speaking for all but 10 % at its edges
+    window = wide_pipe.window_frames
+    assert wide_pipe._circular_context(window - 60) == 30
+    assert CircularDenoiser(None, window - 60, window, 30).windows == 1
+    assert wide_pipe._circular_context(window - 10) == window // 10
+    assert CircularDenoiser(None, window - 10, window, window // 10).windows == 2
 
 
 def test_close_loop_makes_any_signal_wrap_continuously():
@@ -96,6 +136,23 @@ def test_close_loop_makes_any_signal_wrap_continuously():
     periodic = torch.sin(2 * torch.pi * 440 * torch.arange(14_400, dtype=torch.float64) / SR)
     periodic = periodic.float()[None]
     assert torch.allclose(close_loop(periodic, 12_000, 2_400), periodic[:, :12_000], atol=1e-5)
+
+
+def test_a_loop_file_begins_where_its_spectrum_is_steadiest():
+    """Clicks every 20 ms with one pause, 1.0-1.3 s: the file starts in the pause, not on an
+    attack (the clicks are closer than the analysis frames, so nowhere else is clear of them)."""
+    torch.manual_seed(0)
+    x = 0.01 * torch.randn(2, 2 * SR)
+    for i in range(100):
+        if not 1.0 <= i * 0.02 < 1.3:
+            x[:, i * 960 : i * 960 + 100] += 1.0
+    start = steadiest_start(x)
+    assert 0.98 * SR + 100 < start < 1.3 * SR - N_FFT  # inside the pause, clear of its ends
+    rolled = start_at_steadiest(torch.stack([x, x.roll(SR // 3, -1)]))
+    assert torch.equal(rolled[0], x.roll(-start, -1))
+    assert torch.equal(rolled[1], rolled[0])  # a loop has no start of its own: any roll, one file
+    # played on repeat it is the same loop, and its wrap now sits in the steadiest place
+    assert seam(rolled[0])["flux_wrap"] < 0.1 * seam(x)["flux_wrap"]
 
 
 def test_master_loop_keeps_a_loop_seamless_and_sets_loudness():

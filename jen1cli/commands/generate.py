@@ -35,7 +35,7 @@ from jen1cli.commands.common import (
     write_sidecar,
 )
 
-# A loop shorter than this leaves too few frames around the wrap for the seam to be regenerated.
+# A loop shorter than this holds barely a beat: refused as a likely slip (-d 0.1 for -d 10).
 MIN_LOOP_SECONDS = 1.0
 
 

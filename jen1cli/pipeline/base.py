@@ -218,10 +218,12 @@ class PipelineBase:
         callback: ProgressCallback,
         init: Tensor | None = None,
         strength: float = 1.0,
+        denoiser: torch.nn.Module | None = None,
     ) -> Tensor:
         """One window of guided sampling; the known frames are conditioned on in context (§4.2).
 
         ``init`` and ``strength`` < 1: start from ``init`` noised to that strength (remix).
+        ``denoiser``: the U-Net wrapped (a loop's CircularDenoiser) instead of the U-Net itself.
         """
         diffusion = self.config.diffusion
         context, context_mask = self.model.text_encoder(prompts)
@@ -234,7 +236,7 @@ class PipelineBase:
             }
         generator = torch.Generator("cpu").manual_seed(options.seed)
         return sample(
-            self.model.unet,
+            self.model.unet if denoiser is None else denoiser,
             shape=tuple(masked_latent.shape),
             context=context.to(self.device),
             context_mask=context_mask.to(self.device),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from jen1cli.loop import start_at_steadiest
 from jen1cli.pipeline.base import SamplingOptions
 from jen1cli.pipeline.looping import LoopTask
 from jen1cli.progress import ProgressCallback, no_progress
@@ -22,12 +23,14 @@ class GenerateTask(LoopTask):
     ) -> Tensor:
         """Text-to-music: one clip [B, C, N] per prompt, N = round(seconds * sample_rate).
 
-        ``loop``: each clip plays end-to-start with no seam (see loop.py).
+        ``loop``: each clip plays end-to-start with no seam, and begins where its spectrum is
+        steadiest (see loop.py).
         """
         options = options or SamplingOptions()
         length = round(seconds * self.sample_rate)
-        latents = self._rollout(prompts, None, self.frames_for(length), options, callback)
+        frames = self.frames_for(length)
         if loop:
-            latents = self._close_latent_loop(prompts, latents, options, callback)
-            return self._decode_loop(latents, length, callback)
+            latents = self._loop_latents(prompts, frames, options, callback)
+            return start_at_steadiest(self._decode_loop(latents, length, callback))
+        latents = self._rollout(prompts, None, frames, options, callback)
         return self.decode(latents, length, callback)
