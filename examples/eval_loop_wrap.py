@@ -60,7 +60,7 @@ def main() -> None:
 
     pipe = load_pipeline(args.model, "cpu", "fp32")
     length = round(args.seconds * pipe.sample_rate)
-    frames = pipe.frames_for(length)
+    frames = pipe.loop_frames(length)
     rows = []
     for seed in range(args.seeds):
         for prompt in args.prompts:

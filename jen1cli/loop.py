@@ -30,6 +30,7 @@ MASTER_PADDING_SECONDS = 2.0  # > the DC filter's and the limiter's memory (< 0.
 # around it (a sampler's loop point in the steady part of a sound, not inside an attack).
 STEADY_FFT = 1024
 STEADY_HOP = 128
+STEADY_SPAN_SECONDS = 0.05  # on each side of the loop point
 
 
 def loop_fade(length: int, sample_rate: int) -> int:
@@ -53,6 +54,18 @@ def close_loop(audio: Tensor, length: int, fade: int) -> Tensor:
     return out
 
 
+def stretch_loop(audio: Tensor, length: int) -> Tensor:
+    """A loop [..., P] resampled to [..., length] as the periodic signal it is (its spectrum cut
+    or zero-padded): every partial keeps a whole number of cycles, so it still repeats seamlessly,
+    and plays P / length times as fast. Unchanged where P == length."""
+    period = audio.shape[-1]
+    if period == length:
+        return audio
+    spectrum = torch.fft.rfft(audio.float(), dim=-1)
+    bins = min(spectrum.shape[-1], length // 2 + 1)
+    return torch.fft.irfft(spectrum[..., :bins], n=length, dim=-1) * (length / period)
+
+
 def master_loop(audio: Tensor, sample_rate: int, target_lufs: float) -> Tensor:
     """:func:`jen1cli.audio.master` for a loop [C, N]: mastered with its own ends around it, so
     the DC filter and the limiter are in their steady state at the wrap."""
@@ -62,30 +75,29 @@ def master_loop(audio: Tensor, sample_rate: int, target_lufs: float) -> Tensor:
     return master(padded, sample_rate, target_lufs)[..., pad : pad + n].contiguous()
 
 
-def steadiest_start(audio: Tensor) -> int:
+def steadiest_start(audio: Tensor, sample_rate: int) -> int:
     """The sample of a loop [C, N] (circular) where its spectrum changes least: the largest
-    spectral flux between ``STEADY_FFT`` frames that overlap it (or follow them) is smallest.
+    spectral flux between ``STEADY_FFT`` frames that overlap the ``STEADY_SPAN_SECONDS`` on each
+    side of it (or follow them) is smallest.
 
     A loop has no start of its own, so its file may begin anywhere; begun here, it does not open
     in the middle of an attack, played once or cut in an editor, and any player whose looping is
-    not gapless misses the least.
+    not gapless misses the least. The span keeps the start inside a steady passage rather than at
+    its edge, where the minimum of a narrow measure tends to sit, just before the next rise.
     """
     n = audio.shape[-1]
-    mono = audio.float().mean(0)[wrap_indices(n, STEADY_FFT, STEADY_FFT, audio.device)]
+    hop = STEADY_HOP
+    margin = round(STEADY_SPAN_SECONDS * sample_rate / hop)  # in hops
+    pad = STEADY_FFT + margin * hop
+    mono = audio.float().mean(0)[wrap_indices(n, pad, pad, audio.device)]
     window = torch.hann_window(STEADY_FFT, device=audio.device)
-    spec = torch.stft(mono, STEADY_FFT, STEADY_HOP, window=window, center=False,
+    spec = torch.stft(mono, STEADY_FFT, hop, window=window, center=False,
                       return_complex=True).abs()  # fmt: skip
     flux = (spec[:, 1:] - spec[:, :-1]).clamp(min=0).sum(0)  # flux[j]: frame j -> j + 1
-    # With one frame of padding in front, frames i + 1 ... i + span - 1 overlap the loop's
-    # sample i * hop: the fluxes i ... i + span - 1 are those into, between and out of them.
-    span = STEADY_FFT // STEADY_HOP
-    candidates = math.ceil(n / STEADY_HOP)
-    score = flux.unfold(0, span, 1)[:candidates].amax(dim=1)
-    return int(score.argmin()) * STEADY_HOP
-
-
-def start_at_steadiest(audio: Tensor) -> Tensor:
-    """Loops [..., C, N] each rolled so that the file begins at :func:`steadiest_start`."""
-    flat = audio.reshape(-1, *audio.shape[-2:])
-    rolled = [clip.roll(-steadiest_start(clip), dims=-1) for clip in flat]
-    return torch.stack(rolled).reshape(audio.shape)
+    # The loop's sample p = i * hop is padded sample p + pad, so frames i + 1 ... i + width - 1
+    # overlap [p - margin * hop, p + margin * hop): fluxes i ... i + width - 1 go into, between
+    # and out of them.
+    width = STEADY_FFT // hop + 2 * margin
+    candidates = math.ceil(n / hop)
+    score = flux.unfold(0, width, 1)[:candidates].amax(dim=1)
+    return int(score.argmin()) * hop

@@ -89,7 +89,7 @@ def generate(
     # Imported once the input is known to be good: torch alone takes seconds to load.
     from jen1cli.atomic_files import publish_together
     from jen1cli.audio import master, save_audio
-    from jen1cli.loop import master_loop
+    from jen1cli.loop import master_loop, steadiest_start
     from jen1cli.pipeline import SamplingOptions
 
     pipe = load_pipeline(model, device, dtype)
@@ -107,7 +107,9 @@ def generate(
     finish = master_loop if loop else master  # a loop is mastered around its wrap
     with publish_together():  # every file and sidecar, or none (a full disk, an interrupt)
         for index, (path, clip) in enumerate(zip(paths, audio, strict=True)):
-            clip = finish(clip, pipe.sample_rate, lufs)
+            # A loop has no start of its own: the file begins at its steadiest moment.
+            start = steadiest_start(clip, pipe.sample_rate) if loop else 0
+            clip = finish(clip.roll(-start, dims=-1), pipe.sample_rate, lufs)
             save_audio(path, clip, pipe.sample_rate, overwrite=overwrite)
             write_sidecar(
                 path,
@@ -115,6 +117,8 @@ def generate(
                     "prompt": prompt,
                     "negative_prompt": negative_prompt,
                     "loop": loop,
+                    # where in the loop as sampled the file begins (its wrap, undone: roll by this)
+                    "loop_start_s": start / pipe.sample_rate if loop else None,
                     "seed": seed,
                     "variation": index,
                     "duration_s": duration,

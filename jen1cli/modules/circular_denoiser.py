@@ -25,6 +25,10 @@ import math
 import torch
 from torch import Tensor, nn
 
+# Windows of a ring run through the U-Net together, at most this many per call (x2 under
+# guidance): a 300 s loop is 50 windows, and one batch of 100 would hold every activation at once.
+WINDOWS_PER_CALL = 8
+
 
 def circular_indices(total: int, before: int, after: int, device=None) -> Tensor:
     """Indices into a circular sequence of ``total``: ``before`` from its end, all, ``after``."""
@@ -49,6 +53,11 @@ def _ring_of_windows(total: int, window: int, context: int) -> tuple[Tensor, Ten
     return frames % total, weight
 
 
+def _cut(x: Tensor, index: Tensor) -> Tensor:
+    """[B, C, T] -> the windows [n * B, C, W] at ``index`` [n, W], window-major."""
+    return x[..., index].permute(2, 0, 1, 3).flatten(0, 1)
+
+
 class CircularDenoiser(nn.Module):
     """``unet`` (the U-Net's call signature) on a latent of ``total`` frames seen as a circle."""
 
@@ -58,6 +67,8 @@ class CircularDenoiser(nn.Module):
             raise ValueError(
                 f"need total, window >= 1 and context >= 0, got {total, window, context}"
             )
+        if total + 2 * context > window and context < 1:
+            raise ValueError("a ring of windows needs context >= 1 (its crossfades are 2x that)")
         self.unet = unet
         self.total = total
         if total + 2 * context <= window:
@@ -84,20 +95,20 @@ class CircularDenoiser(nn.Module):
         *args,
         **kwargs,
     ) -> Tensor:
+        """The U-Net's call, as :func:`jen1cli.diffusion.sampling.predict_noise` makes it:
+        ``timestep`` and every extra positional argument batched [B, ...] (or None)."""
         if sample.shape[-1] != self.total:
             raise ValueError(f"built for {self.total} frames, got {sample.shape[-1]}")
-        n = self.windows
-
-        def cut(x: Tensor) -> Tensor:  # [B, C, T] -> [n * B, C, W], window-major
-            return x[..., self.index].permute(2, 0, 1, 3).flatten(0, 1)
-
-        def repeat(x):
-            return x if x is None else torch.cat([x] * n)
-
-        out = self.unet(cut(sample), repeat(timestep), cut(masked_latent), cut(mask),
-                        *map(repeat, args), **kwargs)  # fmt: skip
         batch, channels = sample.shape[:2]
-        out = out.unflatten(0, (n, batch)) * self.weight.to(out.dtype)[:, None, None]  # [n,B,C,W]
-        merged = out.new_zeros(batch, channels, self.total)
-        merged.index_add_(2, self.index.flatten(), out.permute(1, 2, 0, 3).flatten(2))
+        merged = torch.zeros(batch, channels, self.total, device=sample.device)  # float32 sums
+        for first in range(0, self.windows, WINDOWS_PER_CALL):
+            index = self.index[first : first + WINDOWS_PER_CALL]  # [n, W]
+            n = index.shape[0]
+            extra = [None if a is None else torch.cat([a] * n) for a in args]
+            out = self.unet(_cut(sample, index), torch.cat([timestep] * n),
+                            _cut(masked_latent, index), _cut(mask, index), *extra,
+                            **kwargs)  # fmt: skip
+            weight = self.weight[first : first + n, None, None]  # [n, 1, 1, W]
+            out = out.float().unflatten(0, (n, batch)) * weight  # [n, B, C, W]
+            merged.index_add_(2, index.flatten(), out.permute(1, 2, 0, 3).flatten(2))
         return merged

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from jen1cli.loop import start_at_steadiest
 from jen1cli.pipeline.base import SamplingOptions
 from jen1cli.pipeline.looping import LoopTask
 from jen1cli.progress import ProgressCallback, no_progress
@@ -23,14 +22,13 @@ class GenerateTask(LoopTask):
     ) -> Tensor:
         """Text-to-music: one clip [B, C, N] per prompt, N = round(seconds * sample_rate).
 
-        ``loop``: each clip plays end-to-start with no seam, and begins where its spectrum is
-        steadiest (see loop.py).
+        ``loop``: each clip plays end-to-start with no seam, cut where it was sampled
+        (``jen1 generate --loop`` then begins the file at :func:`jen1cli.loop.steadiest_start`).
         """
         options = options or SamplingOptions()
         length = round(seconds * self.sample_rate)
-        frames = self.frames_for(length)
         if loop:
-            latents = self._loop_latents(prompts, frames, options, callback)
-            return start_at_steadiest(self._decode_loop(latents, length, callback))
-        latents = self._rollout(prompts, None, frames, options, callback)
+            latents = self._loop_latents(prompts, self.loop_frames(length), options, callback)
+            return self._decode_loop(latents, length, callback)
+        latents = self._rollout(prompts, None, self.frames_for(length), options, callback)
         return self.decode(latents, length, callback)

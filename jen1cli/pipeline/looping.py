@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from jen1cli.loop import close_loop, loop_fade, wrap_indices
+from jen1cli.loop import close_loop, loop_fade, stretch_loop, wrap_indices
 from jen1cli.modules.circular_denoiser import CircularDenoiser
 from jen1cli.pipeline.base import PipelineBase, SamplingOptions
 from jen1cli.progress import ProgressCallback
@@ -56,12 +56,22 @@ class LoopTask(PipelineBase):
         return max(least, min(room, round(frames * CIRCULAR_CONTEXT_SHARE)))
 
     def _decode_loop(self, latents: Tensor, length: int, callback: ProgressCallback) -> Tensor:
-        """A circular latent [B, k, T] -> a loop [B, C, length] (see loop.py)."""
-        fade = loop_fade(length, self.sample_rate)
-        _, context = self.chunking.frames(self.frame_rate)
+        """A circular latent [B, k, T] -> a loop [B, C, length] (see loop.py).
+
+        The circle lasts T whole frames; a ``length`` between two frame counts is reached by
+        playing it that little faster or slower (at most half a frame over the loop), so the loop
+        is closed where it repeats, not crossfaded with a copy of itself shifted in time.
+        """
         total = latents.shape[-1]
-        after = self.frames_for(length + fade) - total + context
+        period = total * self.hop_length
+        fade = loop_fade(period, self.sample_rate)
+        _, context = self.chunking.frames(self.frame_rate)
+        after = self.frames_for(period + fade) - total + context
         padded = latents[..., wrap_indices(total, context, after, latents.device)]
         start = context * self.hop_length
-        audio = self._decode_span(padded, start, start + length + fade, callback)
-        return close_loop(audio, length, fade)
+        audio = self._decode_span(padded, start, start + period + fade, callback)
+        return stretch_loop(close_loop(audio, period, fade), length)
+
+    def loop_frames(self, length: int) -> int:
+        """Latent frames of a loop of ``length`` samples: the nearest whole number."""
+        return max(1, round(length / self.hop_length))
