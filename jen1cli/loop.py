@@ -63,7 +63,14 @@ def stretch_loop(audio: Tensor, length: int) -> Tensor:
         return audio
     spectrum = torch.fft.rfft(audio.float(), dim=-1)
     bins = min(spectrum.shape[-1], length // 2 + 1)
-    return torch.fft.irfft(spectrum[..., :bins], n=length, dim=-1) * (length / period)
+    spectrum = spectrum[..., :bins].clone()
+    # A Nyquist bin holds its cosine once, any other bin twice (as +f and -f): one that changes
+    # role is rescaled, as in scipy.signal.resample.
+    if period % 2 == 0 and length > period:
+        spectrum[..., period // 2] *= 0.5
+    elif length % 2 == 0 and length < period:
+        spectrum[..., length // 2] *= 2.0
+    return torch.fft.irfft(spectrum, n=length, dim=-1) * (length / period)
 
 
 def master_loop(audio: Tensor, sample_rate: int, target_lufs: float) -> Tensor:

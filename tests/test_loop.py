@@ -74,7 +74,8 @@ def test_loop_has_no_seam_and_plain_generation_has_one(pipe):
 
 def test_loop_without_seam_for_a_non_local_decoder_and_any_length():
     """Griffin-Lim decodes each piece with its own phases, and 1.55 s is 232.5 latent frames:
-    the wrap is closed by the overhang folded into the start, not by luck."""
+    the wrap is closed by the overhang folded into the start, the 232 frames' loop stretched to
+    the length, not by luck."""
     fourier = Jen1Pipeline(tiny_fourier_model())
     loop = fourier.generate(["pad"], 1.55, SamplingOptions(steps=2, seed=0), loop=True)[0]
     assert loop.shape == (2, round(1.55 * SR))
@@ -135,6 +136,15 @@ def test_stretch_loop_keeps_a_loop_periodic_and_scales_its_tempo():
     expected = torch.stack([torch.sin(2 * torch.pi * 75 * u), torch.cos(2 * torch.pi * 440 * u)])
     torch.testing.assert_close(y.double(), expected, atol=1e-4, rtol=0)
     assert seam(y)["jump_wrap"] <= seam(y)["jump_inside"]
+    # any signal, longer or shorter, even or odd: the periodic resampling, Nyquist bin included
+    from scipy.signal import resample
+
+    noise = torch.randn(2, 1000, generator=torch.Generator().manual_seed(0))
+    for length in (1001, 1200, 999, 800):
+        expected = resample(noise.double().numpy(), length, axis=-1)
+        torch.testing.assert_close(
+            stretch_loop(noise, length).double(), torch.from_numpy(expected), atol=1e-5, rtol=0
+        )
 
 
 def test_a_loop_between_two_frame_counts_is_stretched_not_crossfaded_with_itself(pipe, monkeypatch):
@@ -189,6 +199,14 @@ def test_a_loop_file_begins_where_its_spectrum_is_steadiest():
             x[:, i * 960 : i * 960 + 100] += 1.0
     start = steadiest_start(x, SR)
     assert 0.98 * SR + 100 < start < 1.3 * SR - N_FFT  # inside the pause, clear of its ends
+    # inside a steady passage, not at the edge of a short lull: a 60 ms silence loses to a
+    # 300 ms stretch of soft noise, which a measure without the 0.1 s span would not see
+    y = 0.01 * torch.randn(2, 2 * SR)
+    for i in range(100):
+        if not (0.5 <= i * 0.02 < 0.56 or 1.2 <= i * 0.02 < 1.5):
+            y[:, i * 960 : i * 960 + 100] += 1.0
+    y[:, round(0.5 * SR) : round(0.56 * SR)] *= 0.1
+    assert 1.2 * SR < steadiest_start(y, SR) < 1.5 * SR
     # a loop has no start of its own: rolled, the same moment is found
     assert steadiest_start(x.roll(16_000, -1), SR) == start + 16_000
     # played on repeat it is the same loop, and its wrap now sits in the steadiest place
@@ -216,7 +234,7 @@ def run(tiny_model_dir, monkeypatch, tmp_path):
     return invoke
 
 
-def test_generate_loop_writes_a_seamless_file_and_records_it(run):
+def test_generate_loop_writes_a_seamless_file_and_records_it(run, tiny_model_dir):
     # A fixed seed: the tiny model's output is noise-like, its flux even to ~1 % everywhere, so
     # wrap against inside is a near tie that a random seed would lose now and then (~3 %).
     result = run("generate", "drum loop", "--loop", "-d", "1.5", "--steps", "2", "-o", "l.wav",
@@ -229,11 +247,14 @@ def test_generate_loop_writes_a_seamless_file_and_records_it(run):
     assert abs(integrated_loudness(clip, SR) + 14.0) <= 0.5
     meta = json.loads(Path("l.wav.json").read_text())
     assert meta["loop"] is True and meta["negative_prompt"] is None
-    # the file begins at the loop's steadiest moment; rolled back, the wrap where it was sampled
-    # has no seam either (the file's own wrap was chosen, so it alone would prove nothing)
+    # the file is the pipeline's loop (as sampled) begun at its steadiest moment, as recorded
+    sampled = Jen1Pipeline.from_pretrained(str(tiny_model_dir)).generate(
+        ["drum loop"], 1.5, SamplingOptions(steps=2, seed=0), loop=True
+    )[0]
     start = round(meta["loop_start_s"] * SR)
-    assert 0 <= start < clip.shape[-1]
-    assert_seamless(clip.roll(start, -1))
+    assert start == steadiest_start(sampled, SR)
+    expected = master_loop(sampled.roll(-start, -1), SR, -14.0)
+    torch.testing.assert_close(clip, expected, atol=1e-5, rtol=0)
 
 
 def test_generate_loop_refuses_a_too_short_loop(run):
