@@ -106,19 +106,28 @@ def inpaint_part(songs: list[str], model: list[str], args, work: Path) -> list[d
     return results
 
 
-def wrap_flux(x: np.ndarray) -> dict:
-    """Flux across the wrap of a loop [C, n] (played twice) against the flux inside it."""
-    n = x.shape[-1]
+def loop_flux(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """A loop [C, n] played twice: flux[j] from STFT frame j to j + 1, and each frame's start."""
     twice = torch.from_numpy(np.concatenate([x, x], axis=-1)).mean(0)
     spec = torch.stft(twice, N_FFT, HOP, window=torch.hann_window(N_FFT), center=False,
                       return_complex=True).abs()  # fmt: skip
-    flux = (spec[:, 1:] - spec[:, :-1]).clamp(min=0).sum(0)  # flux[j]: frame j -> j + 1
-    starts = torch.arange(spec.shape[1]) * HOP
-    straddles = (starts < n) & (starts + N_FFT > n)
-    at_wrap = straddles[1:] | straddles[:-1]
+    flux = (spec[:, 1:] - spec[:, :-1]).clamp(min=0).sum(0)
+    return flux, torch.arange(spec.shape[1]) * HOP
+
+
+def flux_around(flux: torch.Tensor, starts: torch.Tensor, p: int) -> float:
+    """The largest flux into, between or out of the frames that straddle sample ``p``."""
+    straddles = (starts < p) & (starts + N_FFT > p)
+    return float(flux[straddles[1:] | straddles[:-1]].max())
+
+
+def wrap_flux(x: np.ndarray) -> dict:
+    """Flux across the wrap of a loop [C, n] (played twice) against the flux inside it."""
+    n = x.shape[-1]
+    flux, starts = loop_flux(x)
     inside = starts[1:] + N_FFT <= n
     return {
-        "flux_wrap": float(flux[at_wrap].max()),
+        "flux_wrap": flux_around(flux, starts, n),
         "flux_inside_p95": float(torch.quantile(flux[inside], 0.95)),
         "flux_inside_median": float(flux[inside].median()),
     }

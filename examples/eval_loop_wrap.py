@@ -23,27 +23,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_edits import HOP, LOOP_PROMPTS, N_FFT, wrap_flux  # noqa: E402
+from eval_edits import HOP, LOOP_PROMPTS, N_FFT, flux_around, loop_flux, wrap_flux  # noqa: E402
 
 
-def local_flux_profile(x: np.ndarray) -> tuple[np.ndarray, float]:
+def local_flux_profile(x: np.ndarray) -> np.ndarray:
     """For a loop [C, n]: the wrap measure of eval_edits.py centred at each inner point (every
-    hop, a frame clear of the ends), and the inner 95th percentile it is compared with."""
+    hop, a frame clear of the ends)."""
     n = x.shape[-1]
-    twice = torch.from_numpy(np.concatenate([x, x], axis=-1)).mean(0)
-    spec = torch.stft(twice, N_FFT, HOP, window=torch.hann_window(N_FFT), center=False,
-                      return_complex=True).abs()  # fmt: skip
-    flux = (spec[:, 1:] - spec[:, :-1]).clamp(min=0).sum(0)
-    starts = torch.arange(spec.shape[1]) * HOP
-    p95 = float(torch.quantile(flux[starts[1:] + N_FFT <= n], 0.95))
-    profile = []
-    for p in range(N_FFT, n - N_FFT, HOP):
-        straddles = (starts < p) & (starts + N_FFT > p)
-        profile.append(float(flux[straddles[1:] | straddles[:-1]].max()))
-    return np.array(profile), p95
+    flux, starts = loop_flux(x)
+    return np.array([flux_around(flux, starts, p) for p in range(N_FFT, n - N_FFT, HOP)])
 
 
 def main() -> None:
@@ -68,8 +58,9 @@ def main() -> None:
             latents = pipe._loop_latents([prompt], frames, options, lambda *a: None)
             audio = pipe._decode_loop(latents, length, lambda *a: None)[0]  # start not moved
             x = master_loop(audio, pipe.sample_rate, -14.0).numpy()
-            wrap = wrap_flux(x)["flux_wrap"]
-            profile, p95 = local_flux_profile(x)
+            measures = wrap_flux(x)
+            wrap, p95 = measures["flux_wrap"], measures["flux_inside_p95"]
+            profile = local_flux_profile(x)
             row = {"prompt": prompt, "seed": seed, "flux_wrap": wrap, "flux_inside_p95": p95,
                    "rank": float((profile < wrap).mean()), "below_p95": wrap <= p95,
                    "chance": float((profile <= p95).mean())}  # fmt: skip

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from jen1cli.audio import master
 from jen1cli.long_audio import crossfade
-from jen1cli.modules.circular_denoiser import circular_indices as wrap_indices
+from jen1cli.modules.circular_denoiser import circular_indices
 
 LOOP_FADE_SECONDS = 0.25  # the overhang folded into the start
 MASTER_PADDING_SECONDS = 2.0  # > the DC filter's and the limiter's memory (< 0.2 s)
@@ -78,7 +78,7 @@ def master_loop(audio: Tensor, sample_rate: int, target_lufs: float) -> Tensor:
     the DC filter and the limiter are in their steady state at the wrap."""
     n = audio.shape[-1]
     pad = round(MASTER_PADDING_SECONDS * sample_rate)
-    padded = audio[..., wrap_indices(n, pad, pad, audio.device)]
+    padded = audio[..., circular_indices(n, pad, pad, audio.device)]
     return master(padded, sample_rate, target_lufs)[..., pad : pad + n].contiguous()
 
 
@@ -96,7 +96,7 @@ def steadiest_start(audio: Tensor, sample_rate: int) -> int:
     hop = STEADY_HOP
     margin = round(STEADY_SPAN_SECONDS * sample_rate / hop)  # in hops
     pad = STEADY_FFT + margin * hop
-    mono = audio.float().mean(0)[wrap_indices(n, pad, pad, audio.device)]
+    mono = audio.float().mean(0)[circular_indices(n, pad, pad, audio.device)]
     window = torch.hann_window(STEADY_FFT, device=audio.device)
     spec = torch.stft(mono, STEADY_FFT, hop, window=window, center=False,
                       return_complex=True).abs()  # fmt: skip

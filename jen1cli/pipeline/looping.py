@@ -13,8 +13,8 @@ import math
 import torch
 from torch import Tensor
 
-from jen1cli.loop import close_loop, loop_fade, stretch_loop, wrap_indices
-from jen1cli.modules.circular_denoiser import CircularDenoiser
+from jen1cli.loop import close_loop, loop_fade, stretch_loop
+from jen1cli.modules.circular_denoiser import CircularDenoiser, circular_indices
 from jen1cli.pipeline.base import PipelineBase, SamplingOptions
 from jen1cli.progress import ProgressCallback
 
@@ -67,7 +67,7 @@ class LoopTask(PipelineBase):
         fade = loop_fade(period, self.sample_rate)
         _, context = self.chunking.frames(self.frame_rate)
         after = self.frames_for(period + fade) - total + context
-        padded = latents[..., wrap_indices(total, context, after, latents.device)]
+        padded = latents[..., circular_indices(total, context, after, latents.device)]
         start = context * self.hop_length
         audio = self._decode_span(padded, start, start + period + fade, callback)
         return stretch_loop(close_loop(audio, period, fade), length)
